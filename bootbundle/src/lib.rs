@@ -1,0 +1,284 @@
+//! The boot bundle: the VMs the hypervisor creates at boot, and their images, in one blob.
+//!
+//! `xtask` writes it ([`BundleBuilder`], feature `std`); the bootloader (QEMU's `-initrd`, or
+//! U-Boot's `booti` on a board) places it in RAM and names it in the device tree's `/chosen`; the
+//! hypervisor reads it ([`Bundle::parse`]). Parsing validates everything a VM's creation relies
+//! on, so a corrupt or hostile bundle is refused with a [`BundleError`] before anything is
+//! allocated.
+//!
+//! Layout (all integers little-endian):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `HVBUNDLE` |
+//! | 8 | 4 | format version, 1 |
+//! | 12 | 4 | number of VM entries, at most [`MAX_VMS`] |
+//! | 16 | 8 | total length of the bundle in bytes |
+//! | 24 | 8 | reserved, 0 |
+//! | 32 | 128 × n | VM entries, see [`ENTRY_SIZE`] and `parse_entry` |
+//! | … | | payloads (images, command lines), referenced by offset |
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+
+use core::fmt;
+
+pub const MAGIC: &[u8; 8] = b"HVBUNDLE";
+pub const VERSION: u32 = 1;
+pub const HEADER_SIZE: usize = 32;
+pub const ENTRY_SIZE: usize = 128;
+pub const MAX_VMS: usize = 16;
+pub const MAX_VCPUS: u32 = 8;
+pub const NAME_LEN: usize = 32;
+/// VM RAM and IPA placement granule (the stage-2 page size).
+pub const PAGE_SIZE: u64 = 4096;
+/// IPAs must fit the 39-bit IPA space every VM is given (stage-2 starting at level 1).
+pub const IPA_LIMIT: u64 = 1 << 39;
+/// Encodes "no dependency" in the `start_after` field.
+const NO_VM: u32 = u32::MAX;
+
+/// Per-VM options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmFlags(pub u32);
+
+impl VmFlags {
+    /// The VM may use the PMU (benchmarks only: the PMU can observe other exception levels).
+    pub const PMU: u32 = 1 << 0;
+    const KNOWN: u32 = Self::PMU;
+
+    pub fn pmu(self) -> bool {
+        self.0 & Self::PMU != 0
+    }
+}
+
+/// One VM as the bundle describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmSpec<'a> {
+    /// ASCII letters, digits, `-` and `_`; unique in the bundle.
+    pub name: &'a str,
+    /// Bytes of RAM, a multiple of [`PAGE_SIZE`].
+    pub ram_size: u64,
+    /// Where the RAM appears in the VM's IPA space.
+    pub ipa_base: u64,
+    /// The image copied into RAM at `ipa_base + load_offset`.
+    pub image: &'a [u8],
+    pub load_offset: u64,
+    /// The first instruction of the boot vCPU, as an offset from `ipa_base`.
+    pub entry_offset: u64,
+    /// Passed to the guest as `/chosen/bootargs`.
+    pub cmdline: &'a str,
+    pub vcpus: u32,
+    pub flags: VmFlags,
+    /// Start this VM only once the VM with this index has stopped (an earlier entry).
+    pub start_after: Option<usize>,
+    /// Place the RAM at this physical address instead of anywhere (static partitioning, as
+    /// Bao's and Jailhouse's configurations allow).
+    pub fixed_pa: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BundleError {
+    TooShort,
+    BadMagic,
+    UnsupportedVersion(u32),
+    BadLength { declared: u64, actual: u64 },
+    TooManyVms(u32),
+    NoVms,
+    BadName { vm: usize },
+    DuplicateName { vm: usize },
+    BadRamSize { vm: usize },
+    BadIpaBase { vm: usize },
+    PayloadOutOfBounds { vm: usize },
+    ImageDoesNotFitRam { vm: usize },
+    EntryOutsideImage { vm: usize },
+    BadCmdline { vm: usize },
+    BadVcpuCount { vm: usize, vcpus: u32 },
+    UnknownFlags { vm: usize, flags: u32 },
+    BadStartAfter { vm: usize },
+    BadFixedPa { vm: usize },
+    ReservedNotZero { vm: usize },
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use BundleError::*;
+        match *self {
+            TooShort => write!(f, "bundle shorter than its header"),
+            BadMagic => write!(f, "not a boot bundle (bad magic)"),
+            UnsupportedVersion(v) => write!(f, "unsupported bundle version {v}"),
+            BadLength { declared, actual } => {
+                write!(f, "bundle declares {declared} bytes but {actual} are present")
+            }
+            TooManyVms(n) => write!(f, "{n} VMs in bundle, at most {MAX_VMS} supported"),
+            NoVms => write!(f, "bundle holds no VM"),
+            BadName { vm } => write!(f, "VM {vm}: name must be 1-31 characters [A-Za-z0-9_-]"),
+            DuplicateName { vm } => write!(f, "VM {vm}: name used by an earlier VM"),
+            BadRamSize { vm } => write!(f, "VM {vm}: RAM size must be a non-zero multiple of 4 KiB"),
+            BadIpaBase { vm } => {
+                write!(f, "VM {vm}: RAM IPA range must be 4 KiB aligned and below 2^39")
+            }
+            PayloadOutOfBounds { vm } => write!(f, "VM {vm}: image or cmdline outside the bundle"),
+            ImageDoesNotFitRam { vm } => write!(f, "VM {vm}: image does not fit in the VM's RAM"),
+            EntryOutsideImage { vm } => write!(f, "VM {vm}: entry point outside the loaded image"),
+            BadCmdline { vm } => write!(f, "VM {vm}: cmdline is not UTF-8 or contains NUL"),
+            BadVcpuCount { vm, vcpus } => {
+                write!(f, "VM {vm}: {vcpus} vCPUs, must be 1 to {MAX_VCPUS}")
+            }
+            UnknownFlags { vm, flags } => write!(f, "VM {vm}: unknown flags {flags:#x}"),
+            BadStartAfter { vm } => write!(f, "VM {vm}: start_after must name an earlier VM"),
+            BadFixedPa { vm } => write!(f, "VM {vm}: fixed physical address not 2 MiB aligned"),
+            ReservedNotZero { vm } => write!(f, "VM {vm}: reserved bytes are not zero"),
+        }
+    }
+}
+
+/// A validated bundle.
+#[derive(Debug)]
+pub struct Bundle<'a> {
+    vms: heapless::Vec<VmSpec<'a>, MAX_VMS>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < NAME_LEN
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+fn payload(data: &[u8], off: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(off).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    data.get(start..end)
+}
+
+impl<'a> Bundle<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<Self, BundleError> {
+        if data.len() < HEADER_SIZE {
+            return Err(BundleError::TooShort);
+        }
+        if &data[0..8] != MAGIC {
+            return Err(BundleError::BadMagic);
+        }
+        let version = u32_at(data, 8);
+        if version != VERSION {
+            return Err(BundleError::UnsupportedVersion(version));
+        }
+        let count = u32_at(data, 12);
+        let declared = u64_at(data, 16);
+        if declared != data.len() as u64 {
+            return Err(BundleError::BadLength { declared, actual: data.len() as u64 });
+        }
+        if count as usize > MAX_VMS {
+            return Err(BundleError::TooManyVms(count));
+        }
+        if count == 0 {
+            return Err(BundleError::NoVms);
+        }
+        if data.len() < HEADER_SIZE + ENTRY_SIZE * count as usize {
+            return Err(BundleError::TooShort);
+        }
+        let mut vms = heapless::Vec::new();
+        for vm in 0..count as usize {
+            let e = &data[HEADER_SIZE + vm * ENTRY_SIZE..][..ENTRY_SIZE];
+            let spec = parse_entry(data, e, vm)?;
+            if vms.iter().any(|o: &VmSpec| o.name == spec.name) {
+                return Err(BundleError::DuplicateName { vm });
+            }
+            // Cannot overflow: at most MAX_VMS entries are pushed.
+            let _ = vms.push(spec);
+        }
+        Ok(Bundle { vms })
+    }
+
+    pub fn vms(&self) -> &[VmSpec<'a>] {
+        &self.vms
+    }
+}
+
+/// Entry layout: name[32] @0, ram_size @32, ipa_base @40, image_offset @48, image_len @56,
+/// load_offset @64, entry_offset @72, cmdline_offset @80, cmdline_len u32 @88, vcpus u32 @92,
+/// flags u32 @96, start_after u32 @100 (`u32::MAX` for none), fixed_pa @104 (0 for none),
+/// reserved @112..128.
+fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>, BundleError> {
+    let name_bytes = &e[0..NAME_LEN];
+    let name_len = name_bytes.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
+    if name_bytes[name_len..].iter().any(|&c| c != 0) {
+        return Err(BundleError::BadName { vm });
+    }
+    let name = core::str::from_utf8(&name_bytes[..name_len]).map_err(|_| BundleError::BadName { vm })?;
+    if !valid_name(name) {
+        return Err(BundleError::BadName { vm });
+    }
+    let ram_size = u64_at(e, 32);
+    if ram_size == 0 || ram_size % PAGE_SIZE != 0 {
+        return Err(BundleError::BadRamSize { vm });
+    }
+    let ipa_base = u64_at(e, 40);
+    if ipa_base % PAGE_SIZE != 0 || ipa_base.checked_add(ram_size).is_none_or(|end| end > IPA_LIMIT) {
+        return Err(BundleError::BadIpaBase { vm });
+    }
+    let image = payload(data, u64_at(e, 48), u64_at(e, 56))
+        .ok_or(BundleError::PayloadOutOfBounds { vm })?;
+    let load_offset = u64_at(e, 64);
+    let image_end = load_offset.checked_add(image.len() as u64);
+    if image_end.is_none_or(|end| end > ram_size) {
+        return Err(BundleError::ImageDoesNotFitRam { vm });
+    }
+    let entry_offset = u64_at(e, 72);
+    if entry_offset < load_offset || entry_offset >= load_offset + image.len() as u64 {
+        return Err(BundleError::EntryOutsideImage { vm });
+    }
+    let cmdline = payload(data, u64_at(e, 80), u32_at(e, 88) as u64)
+        .ok_or(BundleError::PayloadOutOfBounds { vm })?;
+    let cmdline = core::str::from_utf8(cmdline).map_err(|_| BundleError::BadCmdline { vm })?;
+    if cmdline.contains('\0') {
+        return Err(BundleError::BadCmdline { vm });
+    }
+    let vcpus = u32_at(e, 92);
+    if vcpus == 0 || vcpus > MAX_VCPUS {
+        return Err(BundleError::BadVcpuCount { vm, vcpus });
+    }
+    let flags = u32_at(e, 96);
+    if flags & !VmFlags::KNOWN != 0 {
+        return Err(BundleError::UnknownFlags { vm, flags });
+    }
+    let start_after = match u32_at(e, 100) {
+        NO_VM => None,
+        i if (i as usize) < vm => Some(i as usize),
+        _ => return Err(BundleError::BadStartAfter { vm }),
+    };
+    let fixed_pa = match u64_at(e, 104) {
+        0 => None,
+        pa if pa % (2 << 20) == 0 => Some(pa),
+        _ => return Err(BundleError::BadFixedPa { vm }),
+    };
+    if e[112..].iter().any(|&b| b != 0) {
+        return Err(BundleError::ReservedNotZero { vm });
+    }
+    Ok(VmSpec {
+        name,
+        ram_size,
+        ipa_base,
+        image,
+        load_offset,
+        entry_offset,
+        cmdline,
+        vcpus,
+        flags: VmFlags(flags),
+        start_after,
+        fixed_pa,
+    })
+}
+
+#[cfg(any(test, feature = "std"))]
+mod builder;
+#[cfg(any(test, feature = "std"))]
+pub use builder::{BundleBuilder, OwnedVmSpec};
+
+#[cfg(test)]
+mod tests;
