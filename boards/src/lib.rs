@@ -1,2 +1,31 @@
-//! placeholder
+//! Board descriptions (Bao-style): only what the device tree cannot say, plus the documented
+//! fallbacks used when the device tree is missing or unreadable. Everything else (memory, CPUs,
+//! GIC, UART, timer) is discovered from the device tree at boot.
+//!
+//! One board is selected at build time by a cargo feature; `qemu-virt` is the default.
 #![no_std]
+
+/// What the hypervisor needs to know about a board beyond its device tree.
+#[derive(Debug, Clone, Copy)]
+pub struct Board {
+    pub name: &'static str,
+    /// Physical address of a PL011 used for error messages when the device tree cannot be read
+    /// (for example when the hypervisor is entered at the wrong exception level).
+    pub fallback_uart: u64,
+    /// Physical address the hypervisor image is linked at (see `linker/hypervisor.ld`).
+    pub load_address: u64,
+    /// Scheduler period in microseconds (issue 4 uses it for CPU quotas).
+    pub sched_period_us: u32,
+}
+
+/// QEMU's `virt` machine: RAM from 0x4000_0000; the PL011 at 0x0900_0000 (hw/arm/virt.c
+/// `base_memmap`).
+pub const QEMU_VIRT: Board = Board {
+    name: "qemu-virt",
+    fallback_uart: 0x0900_0000,
+    load_address: 0x4020_0000,
+    sched_period_us: 10_000,
+};
+
+/// The board this image is built for.
+pub const BOARD: Board = QEMU_VIRT;

@@ -1,0 +1,85 @@
+//! The physical console: one PL011 shared by the hypervisor's log, its `#HV` records and the
+//! VMs' lines (see docs/architecture.md, "Console framing").
+//!
+//! Owns: the UART lock. Every line goes out whole under the lock, so lines of different CPUs
+//! and VMs never mix. Never blocks for anything but the UART FIFO.
+
+use super::pl011::Pl011;
+use core::fmt::{self, Write};
+use spin::Mutex;
+
+static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+
+/// Starts the console on the PL011 at `base` (identity mapped as device memory).
+pub fn init(base: u64) {
+    // SAFETY: `base` comes from the device tree's PL011 node (or the board fallback) and the
+    // EL2 stage-1 map covers it as device memory; the UART lock serialises every access.
+    *UART.lock() = Some(unsafe { Pl011::new(base as usize) });
+    BASE.call_once(|| base);
+    log::set_logger(&LOGGER).ok();
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Prints one line (a newline is added) built by `f`, atomically with respect to other lines.
+pub fn line(f: impl FnOnce(&mut dyn Write) -> fmt::Result) {
+    let mut uart = UART.lock();
+    if let Some(uart) = uart.as_mut() {
+        let _ = f(uart);
+        uart.write_bytes(b"\n");
+    }
+}
+
+/// Prints a line of a VM's console output with the VM's name as prefix.
+pub fn vm_line(name: &str, text: &[u8]) {
+    line(|w| {
+        w.write_str(name)?;
+        w.write_str("| ")?;
+        // Bytes that are not UTF-8 are shown as '?' rather than dropped, so a line keeps its
+        // length and shape.
+        for chunk in text.utf8_chunks() {
+            w.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                w.write_char('?')?;
+            }
+        }
+        Ok(())
+    });
+}
+
+/// Prints without taking the lock, for the crash path (the lock may be held by the CPU that
+/// crashed) and for errors before the console is up: then the board's fallback UART is used.
+pub fn emergency(args: fmt::Arguments) {
+    let base = *BASE.get().unwrap_or(&boards::BOARD.fallback_uart);
+    // SAFETY: the UART is mapped as device memory (or the MMU is off); a crash report may
+    // interleave with another CPU's line, which is acceptable when the hypervisor goes down.
+    let mut uart = unsafe { Pl011::new(base as usize) };
+    let _ = uart.write_fmt(args);
+}
+
+static BASE: spin::Once<u64> = spin::Once::new();
+
+struct Logger;
+static LOGGER: Logger = Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record) {
+        line(|w| write!(w, "[{:>5}] {}", record.level(), record.args()));
+    }
+
+    fn flush(&self) {}
+}
+
+/// Prints a machine-readable `#HV` record line.
+#[macro_export]
+macro_rules! hv_record {
+    ($($arg:tt)*) => {
+        $crate::arch::console::line(|w| {
+            w.write_str("#HV ")?;
+            w.write_fmt(format_args!($($arg)*))
+        })
+    };
+}

@@ -1,0 +1,173 @@
+//! The parts of a vCPU's state that live in system registers while it runs: the EL1 system
+//! registers, FP/SIMD, and the exception return state.
+//!
+//! Owns: moving that state between the registers and memory on a vCPU switch. The hypervisor
+//! itself is built soft-float and never touches FP/SIMD, so guest FP state stays live in the
+//! registers across traps and is only switched here.
+
+use core::arch::asm;
+
+/// EL1 system registers of a vCPU (Arm ARM D13.2, the AArch64 system register descriptions).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct El1SysRegs {
+    pub sctlr_el1: u64,
+    pub ttbr0_el1: u64,
+    pub ttbr1_el1: u64,
+    pub tcr_el1: u64,
+    pub mair_el1: u64,
+    pub amair_el1: u64,
+    pub vbar_el1: u64,
+    pub contextidr_el1: u64,
+    pub tpidr_el1: u64,
+    pub tpidr_el0: u64,
+    pub tpidrro_el0: u64,
+    pub sp_el1: u64,
+    pub sp_el0: u64,
+    pub elr_el1: u64,
+    pub spsr_el1: u64,
+    pub esr_el1: u64,
+    pub far_el1: u64,
+    pub afsr0_el1: u64,
+    pub afsr1_el1: u64,
+    pub par_el1: u64,
+    pub cpacr_el1: u64,
+    pub csselr_el1: u64,
+    pub cntkctl_el1: u64,
+    pub cntv_ctl_el0: u64,
+    pub cntv_cval_el0: u64,
+    pub mdscr_el1: u64,
+}
+
+/// SCTLR_EL1 at reset for a guest: MMU, caches and alignment checks off; the RES1 bits of
+/// Armv8.0 (bits 29, 28, 23, 22, 20, 11) set, as the architecture requires.
+pub const SCTLR_EL1_RESET: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+
+impl El1SysRegs {
+    /// The state of a vCPU that has just been powered on.
+    pub fn reset() -> Self {
+        El1SysRegs { sctlr_el1: SCTLR_EL1_RESET, ..Default::default() }
+    }
+}
+
+macro_rules! save_regs {
+    ($s:ident, $($field:ident),*) => {
+        $(
+            // SAFETY: reading an EL1 system register at EL2 has no side effect.
+            unsafe { asm!(concat!("mrs {}, ", stringify!($field)), out(reg) $s.$field, options(nomem, nostack, preserves_flags)) };
+        )*
+    };
+}
+
+macro_rules! load_regs {
+    ($s:ident, $($field:ident),*) => {
+        $(
+            // SAFETY: EL1 system registers only affect EL1/EL0 execution, i.e. the guest about
+            // to run, whose own saved values these are.
+            unsafe { asm!(concat!("msr ", stringify!($field), ", {}"), in(reg) $s.$field, options(nomem, nostack, preserves_flags)) };
+        )*
+    };
+}
+
+macro_rules! for_each_sysreg {
+    ($m:ident, $s:ident) => {
+        $m!($s, sctlr_el1, ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, amair_el1, vbar_el1,
+            contextidr_el1, tpidr_el1, tpidr_el0, tpidrro_el0, sp_el1, sp_el0, elr_el1, spsr_el1,
+            esr_el1, far_el1, afsr0_el1, afsr1_el1, par_el1, cpacr_el1, csselr_el1, cntkctl_el1,
+            cntv_ctl_el0, cntv_cval_el0, mdscr_el1)
+    };
+}
+
+impl El1SysRegs {
+    pub fn save(&mut self) {
+        for_each_sysreg!(save_regs, self);
+    }
+
+    pub fn load(&self) {
+        for_each_sysreg!(load_regs, self);
+    }
+}
+
+/// FP/SIMD registers: V0..V31, FPCR, FPSR.
+#[repr(C, align(16))]
+#[derive(Debug, Clone, Copy)]
+pub struct FpRegs {
+    pub v: [u128; 32],
+    pub fpcr: u64,
+    pub fpsr: u64,
+}
+
+impl Default for FpRegs {
+    fn default() -> Self {
+        FpRegs { v: [0; 32], fpcr: 0, fpsr: 0 }
+    }
+}
+
+impl FpRegs {
+    pub fn save(&mut self) {
+        // SAFETY: stores the FP/SIMD registers into `self`, which is 16-byte aligned and large
+        // enough (32 × 16 bytes + 2 × 8). CPTR_EL2 does not trap FP at EL2.
+        unsafe {
+            asm!(
+                ".arch_extension fp",
+                ".arch_extension simd",
+                "stp q0, q1, [{p}, #32 * 0]",
+                "stp q2, q3, [{p}, #32 * 1]",
+                "stp q4, q5, [{p}, #32 * 2]",
+                "stp q6, q7, [{p}, #32 * 3]",
+                "stp q8, q9, [{p}, #32 * 4]",
+                "stp q10, q11, [{p}, #32 * 5]",
+                "stp q12, q13, [{p}, #32 * 6]",
+                "stp q14, q15, [{p}, #32 * 7]",
+                "stp q16, q17, [{p}, #32 * 8]",
+                "stp q18, q19, [{p}, #32 * 9]",
+                "stp q20, q21, [{p}, #32 * 10]",
+                "stp q22, q23, [{p}, #32 * 11]",
+                "stp q24, q25, [{p}, #32 * 12]",
+                "stp q26, q27, [{p}, #32 * 13]",
+                "stp q28, q29, [{p}, #32 * 14]",
+                "stp q30, q31, [{p}, #32 * 15]",
+                "mrs {t}, fpcr",
+                "str {t}, [{p}, #512]",
+                "mrs {t}, fpsr",
+                "str {t}, [{p}, #520]",
+                p = in(reg) self as *mut FpRegs,
+                t = out(reg) _,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+
+    pub fn load(&self) {
+        // SAFETY: the mirror of `save`; only the guest's own FP state is loaded.
+        unsafe {
+            asm!(
+                ".arch_extension fp",
+                ".arch_extension simd",
+                "ldp q0, q1, [{p}, #32 * 0]",
+                "ldp q2, q3, [{p}, #32 * 1]",
+                "ldp q4, q5, [{p}, #32 * 2]",
+                "ldp q6, q7, [{p}, #32 * 3]",
+                "ldp q8, q9, [{p}, #32 * 4]",
+                "ldp q10, q11, [{p}, #32 * 5]",
+                "ldp q12, q13, [{p}, #32 * 6]",
+                "ldp q14, q15, [{p}, #32 * 7]",
+                "ldp q16, q17, [{p}, #32 * 8]",
+                "ldp q18, q19, [{p}, #32 * 9]",
+                "ldp q20, q21, [{p}, #32 * 10]",
+                "ldp q22, q23, [{p}, #32 * 11]",
+                "ldp q24, q25, [{p}, #32 * 12]",
+                "ldp q26, q27, [{p}, #32 * 13]",
+                "ldp q28, q29, [{p}, #32 * 14]",
+                "ldp q30, q31, [{p}, #32 * 15]",
+                "ldr {t}, [{p}, #512]",
+                "msr fpcr, {t}",
+                "ldr {t}, [{p}, #520]",
+                "msr fpsr, {t}",
+                p = in(reg) self as *const FpRegs,
+                t = out(reg) _,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The aarch64 seam: boot, exception vectors, EL2 registers, and the per-vCPU hardware state.
+//!
+//! Owns: everything that needs `mrs`/`msr`, assembly or the MMU. Generic code reaches the
+//! hardware only through the functions of this module.
+
+pub mod console;
+pub mod context;
+pub mod exceptions;
+pub mod firmware;
+pub mod head;
+pub mod mmu;
+pub mod percpu;
+pub mod pl011;
+pub mod traps;
+pub mod vectors;
+
+use crate::dt::hwinfo::HwInfo;
+use crate::vm::Vcpu;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Physical CPUs brought up, in device-tree order; CPU 0 is the boot CPU.
+static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
+static CPU_COUNT: AtomicUsize = AtomicUsize::new(1);
+
+const HEAP_SIZE: usize = 4 << 20;
+
+#[repr(C, align(4096))]
+struct HeapSpace([u8; HEAP_SIZE]);
+
+static mut HEAP_SPACE: HeapSpace = HeapSpace([0; HEAP_SIZE]);
+
+#[global_allocator]
+static HEAP: buddy_system_allocator::LockedHeap<32> = buddy_system_allocator::LockedHeap::empty();
+
+/// Entered from `head` at EL1 or EL3: nothing can be done safely, say so and stop.
+#[no_mangle]
+extern "C" fn wrong_exception_level(el: u64, _dtb: u64) -> ! {
+    console::emergency(format_args!(
+        "\nhypervisor: entered at EL{el}, but it must be started at EL2 (with QEMU, use \
+         -machine virtualization=on; on a board, have the firmware enter the image at EL2). \
+         Halting.\n"
+    ));
+    halt()
+}
+
+/// The boot CPU, from `head`, at EL2 with the MMU off and .bss zeroed.
+#[no_mangle]
+extern "C" fn primary_main(dtb: u64) -> ! {
+    // The device-tree parser allocates, so the heap comes first. Its lock runs with the MMU off
+    // here (exclusives on non-cacheable memory work on QEMU; boards must revisit this order).
+    // SAFETY: the heap space is a static used by nothing else, handed over once.
+    unsafe {
+        HEAP.lock().init(core::ptr::addr_of_mut!(HEAP_SPACE) as usize, HEAP_SIZE);
+    }
+    // SAFETY: the boot protocol passes the device tree's address in x0; `from_ptr` reads its
+    // header first and never beyond the size it declares.
+    let (hw, dtb_size) = match unsafe { HwInfo::from_ptr(dtb as *const u8) } {
+        Ok(v) => v,
+        Err(e) => {
+            console::emergency(format_args!(
+                "\nhypervisor: cannot read the device tree at {dtb:#x}: {e:?}. Halting.\n"
+            ));
+            halt()
+        }
+    };
+    let cpus = hw.cpus.len().clamp(1, percpu::MAX_CPUS);
+    CPU_COUNT.store(cpus, Ordering::Release);
+    if let Err(e) = mmu::build_el2_map(&hw, cpus) {
+        console::emergency(format_args!("\nhypervisor: cannot build the EL2 map: {e:?}. Halting.\n"));
+        halt()
+    }
+    mmu::enable();
+    let uart = hw.uart.map_or(boards::BOARD.fallback_uart, |u| u.base.base);
+    console::init(uart);
+    log::info!("hypervisor {} on {} ({} CPUs)", env!("CARGO_PKG_VERSION"), hw.model, cpus);
+
+    crate::boot::init_memory(&hw, dtb, dtb_size as u64, head::image_layout());
+    traps::init_el2_controls();
+    percpu::install(0, hw.cpus.first().copied().unwrap_or(0), stack_top(0));
+    CPUS_ONLINE.store(1, Ordering::Release);
+    crate::boot::create_vms(&hw, cpus);
+
+    for (index, &mpidr) in hw.cpus.iter().enumerate().take(cpus).skip(1) {
+        if let Err(e) = firmware::cpu_on(mpidr, head::secondary_entry as *const () as u64, index as u64) {
+            log::error!("CPU {index} (MPIDR {mpidr:#x}) did not start: {e:?}");
+        }
+    }
+    run()
+}
+
+/// A secondary CPU, from `head`, with its stack set and the MMU off.
+#[no_mangle]
+extern "C" fn secondary_main(index: u64) -> ! {
+    mmu::enable();
+    traps::init_el2_controls();
+    percpu::install(index as usize, MPIDR_EL1.get() & 0xff_00ff_ffff, stack_top(index as usize));
+    CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
+    log::info!("CPU {index} online");
+    run()
+}
+
+fn stack_top(index: usize) -> u64 {
+    let img = head::image_layout();
+    img.stacks_start + (index as u64 + 1) * (head::STACK_GUARD_SIZE + head::CPU_STACK_SIZE)
+}
+
+/// Enters this CPU's scheduling loop and runs guests; never returns.
+fn run() -> ! {
+    // SAFETY: on this CPU, outside any exit handler: nothing else borrows its scheduler.
+    let regs = unsafe { percpu::current().sched() }.run_next();
+    // SAFETY: `regs` is the loaded vCPU's register area and its system state is loaded.
+    unsafe { vectors::enter_guest(regs) }
+}
+
+pub fn cpu_count() -> usize {
+    CPU_COUNT.load(Ordering::Acquire)
+}
+
+/// Loads `vcpu`'s state into this CPU's registers.
+///
+/// # Safety
+/// `vcpu` must be pinned to this CPU and no other vCPU may be loaded.
+pub unsafe fn load_vcpu(vcpu: &Vcpu) {
+    let vm = vcpu.vm;
+    // SAFETY: the caller guarantees exclusive access to this vCPU's context.
+    let ctx = unsafe { vcpu.ctx() };
+    VTTBR_EL2.set(vm.stage2_root | ((vm.vmid as u64) << 48));
+    // VMPIDR_EL2: bit 31 is RES1; Aff0 is the vCPU index (docs/architecture.md).
+    VMPIDR_EL2.set((1 << 31) | vcpu.index as u64);
+    CNTVOFF_EL2.set(vm.cntvoff);
+    traps::set_pmu_access(vm.pmu);
+    ctx.sys.load();
+    ctx.fp.load();
+    ELR_EL2.set(ctx.elr);
+    SPSR_EL2.set(ctx.spsr);
+    barrier::isb(barrier::SY);
+}
+
+/// Saves the loaded `vcpu`'s register state and leaves the CPU with no guest state loaded
+/// that could fire (its virtual timer is disabled until it is loaded again).
+///
+/// # Safety
+/// `vcpu` must be the vCPU loaded on this CPU.
+pub unsafe fn unload_vcpu(vcpu: &Vcpu) {
+    // SAFETY: the caller guarantees exclusive access to this vCPU's context.
+    let ctx = unsafe { vcpu.ctx() };
+    ctx.elr = ELR_EL2.get();
+    ctx.spsr = SPSR_EL2.get();
+    ctx.sys.save();
+    ctx.fp.save();
+    CNTV_CTL_EL0.set(0);
+}
+
+/// The physical counter (CNTPCT_EL0).
+pub fn physical_count() -> u64 {
+    barrier::isb(barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+/// Cleans and invalidates `[pa, pa + len)` from the data caches to the point of coherency, so
+/// that a guest running with its caches off sees what the hypervisor wrote.
+pub fn clean_dcache_range(pa: u64, len: u64) {
+    // CTR_EL0.DminLine: log2 of the smallest data cache line in words.
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut addr = pa & !(line - 1);
+    while addr < pa + len {
+        // SAFETY: cache maintenance by VA on identity-mapped RAM; it changes no data.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) addr, options(nostack)) };
+        addr += line;
+    }
+    barrier::dsb(barrier::SY);
+}
+
+/// Forgets every TLB entry of the VM with this VMID, on every CPU.
+pub fn invalidate_vm_tlb(vmid: u16, stage2_root: u64) {
+    let saved = VTTBR_EL2.get();
+    VTTBR_EL2.set(stage2_root | ((vmid as u64) << 48));
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB maintenance for the VMID now in VTTBR_EL2; it changes no memory.
+    unsafe { core::arch::asm!("tlbi vmalls12e1is", options(nostack)) };
+    barrier::dsb(barrier::ISH);
+    VTTBR_EL2.set(saved);
+    barrier::isb(barrier::SY);
+}
+
+/// Wakes CPUs waiting in `wait_for_event` (a vCPU of theirs may have become runnable).
+pub fn wake_cpus() {
+    barrier::dsb(barrier::ISH);
+    aarch64_cpu::asm::sev();
+}
+
+pub fn wait_for_event() {
+    aarch64_cpu::asm::wfe();
+}
+
+/// Stops this CPU for good.
+pub fn halt() -> ! {
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::emergency(format_args!("\n#HV panic {info}\n"));
+    halt()
+}

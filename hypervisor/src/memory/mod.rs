@@ -1,0 +1,36 @@
+//! Physical memory: frame allocation and translation tables.
+pub mod frame_alloc;
+pub mod pagetable;
+
+#[cfg(target_os = "none")]
+mod target {
+    use super::frame_alloc::{FrameAllocator, FRAME_SIZE};
+    use super::pagetable::TableAllocator;
+    use core::ptr::NonNull;
+
+    /// All physical RAM not used by the hypervisor image, the device tree and the boot bundle.
+    pub static FRAMES: spin::Mutex<FrameAllocator> = spin::Mutex::new(FrameAllocator::new());
+
+    /// Translation tables taken from `FRAMES` (stage 2). RAM is identity mapped at EL2, so a
+    /// table's physical address is also its pointer.
+    pub struct FrameTables;
+
+    impl TableAllocator for FrameTables {
+        fn alloc_table(&mut self) -> Option<NonNull<[u64; 512]>> {
+            let pa = FRAMES.lock().alloc_contiguous(FRAME_SIZE, FRAME_SIZE).ok()?;
+            let table = pa as *mut [u64; 512];
+            // SAFETY: the frame was just allocated to us and is identity mapped read-write.
+            unsafe { table.write_bytes(0, 1) };
+            NonNull::new(table)
+        }
+
+        fn free_table(&mut self, table: NonNull<[u64; 512]>) {
+            let pa = table.as_ptr() as u64;
+            if let Err(e) = FRAMES.lock().free(pa, FRAME_SIZE) {
+                log::error!("freeing translation table {pa:#x}: {e:?}");
+            }
+        }
+    }
+}
+#[cfg(target_os = "none")]
+pub use target::{FrameTables, FRAMES};

@@ -1,0 +1,387 @@
+//! The target side of VMs: creation from a boot bundle entry, stop, reset and release.
+
+use super::ram::GuestRam;
+use crate::arch::context::{El1SysRegs, FpRegs};
+use crate::arch::vectors::GuestRegs;
+use crate::console::LineBuffer;
+use crate::dt::guest_fdt::{build_guest_dtb, GuestDtConfig};
+use crate::memory::frame_alloc::FrameError;
+use crate::memory::pagetable::{Attributes, MapError, MemoryType, PageTable, Stage};
+use crate::memory::FrameTables;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use bootbundle::VmSpec;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+use spin::Mutex;
+
+/// SPSR_EL2 for a vCPU's first instruction: EL1h (M = 0b0101) with D, A, I and F masked
+/// (Arm ARM C5.2.19), as the Linux boot protocol and our guest contract require.
+pub const SPSR_EL1H_DAIF_MASKED: u64 = 0b0101 | (0b1111 << 6);
+
+/// 2 MiB: VM RAM is placed at this alignment so that stage 2 can use block mappings.
+const RAM_ALIGN: u64 = 2 << 20;
+
+/// Space left free after the image for the guest's stack before the device tree.
+const DTB_GAP: u64 = 64 << 10;
+
+/// The state of a vCPU while it is not in the CPU: everything the exit path and a switch save.
+/// `regs` must stay first: the assembly reaches it through SP_EL2.
+#[repr(C)]
+pub struct VcpuContext {
+    pub regs: GuestRegs,
+    pub elr: u64,
+    pub spsr: u64,
+    pub sys: El1SysRegs,
+    pub fp: FpRegs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Off,
+    /// CPU_ON accepted; the owning physical CPU will start it at `entry` with `x0 = context`.
+    Pending { entry: u64, context: u64 },
+    On,
+}
+
+pub struct Vcpu {
+    /// Touched only by the physical CPU in `pcpu` (the vCPU is pinned there).
+    ctx: UnsafeCell<VcpuContext>,
+    pub vm: &'static Vm,
+    pub index: usize,
+    pub pcpu: usize,
+    pub power: Mutex<Power>,
+}
+
+// SAFETY: `ctx` is only accessed by the physical CPU the vCPU is pinned to (`pcpu`); the other
+// fields are immutable or behind locks.
+unsafe impl Sync for Vcpu {}
+
+impl Vcpu {
+    /// # Safety
+    /// Only the physical CPU `self.pcpu` may call this, and not while another reference from
+    /// this call is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn ctx(&self) -> &mut VcpuContext {
+        unsafe { &mut *self.ctx.get() }
+    }
+
+    /// Resets the context for a start at `entry` with `x0 = x0`.
+    ///
+    /// # Safety
+    /// As for [`Vcpu::ctx`].
+    pub unsafe fn reset(&self, entry: u64, x0: u64) {
+        let ctx = unsafe { self.ctx() };
+        ctx.regs = GuestRegs::default();
+        ctx.regs.x[0] = x0;
+        ctx.elr = entry;
+        ctx.spsr = SPSR_EL1H_DAIF_MASKED;
+        ctx.sys = El1SysRegs::reset();
+        ctx.fp = FpRegs::default();
+    }
+}
+
+/// A VM's stage-2 tables. Only the VM's own release path touches them after creation.
+struct Stage2(PageTable<FrameTables>);
+
+// SAFETY: the tables are plain memory owned by this VM; access is serialised by the VM's lock.
+unsafe impl Send for Stage2 {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    SystemOff,
+    Fault,
+    CpuOff,
+    Error,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::SystemOff => "system-off",
+            StopReason::Fault => "fault",
+            StopReason::CpuOff => "cpu-off",
+            StopReason::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmState {
+    /// Created, waiting for another VM to stop (`start_after`).
+    Held,
+    Running,
+    /// SYSTEM_RESET requested: the VM restarts once none of its vCPUs is loaded.
+    Resetting,
+    /// Stopped; its RAM is released once none of its vCPUs is loaded.
+    Stopped(StopReason),
+    /// Stopped and its RAM zeroed and returned.
+    Released(StopReason),
+}
+
+pub struct Vm {
+    pub id: usize,
+    pub name: heapless::String<32>,
+    pub vmid: u16,
+    pub ram: GuestRam,
+    pub stage2_root: u64,
+    stage2: Mutex<Option<Stage2>>,
+    pub vcpus: Vec<&'static Vcpu>,
+    pub state: Mutex<VmState>,
+    /// vCPUs currently loaded on a physical CPU.
+    pub loaded: AtomicU32,
+    pub console: Mutex<LineBuffer>,
+    pub pmu: bool,
+    /// CNTVOFF_EL2: the physical count when the VM was created, so its virtual clock starts
+    /// near zero.
+    pub cntvoff: u64,
+    pub start_after: Option<usize>,
+    pub entry: u64,
+    pub dtb_ipa: u64,
+    /// The bundle entry, kept for SYSTEM_RESET.
+    spec: VmSpec<'static>,
+    dtb: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum CreateError {
+    NoMemory(FrameError),
+    Stage2(MapError),
+    DeviceTree,
+    DtbDoesNotFit,
+    TooManyVms,
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::NoMemory(e) => write!(f, "cannot allocate RAM: {e:?}"),
+            CreateError::Stage2(e) => write!(f, "cannot build stage-2 tables: {e:?}"),
+            CreateError::DeviceTree => write!(f, "cannot build the guest device tree"),
+            CreateError::DtbDoesNotFit => write!(f, "no room for the device tree in RAM"),
+            CreateError::TooManyVms => write!(f, "too many VMs"),
+        }
+    }
+}
+
+/// Guest RAM through the identity map.
+fn ram_bytes(pa: u64, len: u64) -> &'static mut [u8] {
+    // SAFETY: `pa..pa+len` is RAM owned by one VM, mapped read-write at EL2 by the identity
+    // map; the hypervisor accesses it only when loading, resetting or releasing that VM, or
+    // to copy hypercall buffers that `GuestRam::translate` validated.
+    unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, len as usize) }
+}
+
+/// Copies `len` bytes of guest memory at `ipa` out, if they are all the VM's RAM.
+pub fn guest_bytes(vm: &Vm, ipa: u64, len: u64) -> Option<&'static [u8]> {
+    let pa = vm.ram.translate(ipa, len).ok()?;
+    Some(ram_bytes(pa, len))
+}
+
+impl Vm {
+    /// Creates a VM from a bundle entry: allocates and zeroes its RAM, loads its image and
+    /// device tree, builds its stage-2 tables and its vCPUs (vCPU 0 pending at the entry
+    /// point). On any error, everything allocated so far is released.
+    pub fn create(
+        id: usize,
+        spec: VmSpec<'static>,
+        first_pcpu: usize,
+        pcpus: usize,
+    ) -> Result<&'static Vm, CreateError> {
+        let vmid = u16::try_from(id).map_err(|_| CreateError::TooManyVms)?;
+        let pa = {
+            let mut frames = crate::memory::FRAMES.lock();
+            match spec.fixed_pa {
+                Some(pa) => frames.alloc_at(pa, spec.ram_size).map(|_| pa),
+                None => frames.alloc_contiguous(spec.ram_size, RAM_ALIGN),
+            }
+            .map_err(CreateError::NoMemory)?
+        };
+        let ram = GuestRam { ipa: spec.ipa_base, pa, size: spec.ram_size };
+        let release_ram = || {
+            ram_bytes(pa, spec.ram_size).fill(0);
+            let _ = crate::memory::FRAMES.lock().free(pa, spec.ram_size);
+        };
+        let dtb = match build_dtb(&spec) {
+            Ok(d) => d,
+            Err(e) => {
+                release_ram();
+                return Err(e);
+            }
+        };
+        let dtb_offset = dtb_offset(&spec);
+        if dtb_offset + dtb.len() as u64 > spec.ram_size {
+            release_ram();
+            return Err(CreateError::DtbDoesNotFit);
+        }
+        let mut stage2 = match PageTable::new(Stage::Stage2, FrameTables) {
+            Ok(t) => t,
+            Err(e) => {
+                release_ram();
+                return Err(CreateError::Stage2(e));
+            }
+        };
+        let rwx = Attributes { memory: MemoryType::Normal, read: true, write: true, execute: true };
+        if let Err(e) = stage2.map(ram.ipa, ram.pa, ram.size, rwx) {
+            stage2.destroy();
+            release_ram();
+            return Err(CreateError::Stage2(e));
+        }
+        let stage2_root = stage2.root_address();
+
+        let vm: &'static mut Vm = Box::leak(Box::new(Vm {
+            id,
+            name: heapless::String::try_from(spec.name).unwrap_or_default(),
+            vmid,
+            ram,
+            stage2_root,
+            stage2: Mutex::new(Some(Stage2(stage2))),
+            vcpus: Vec::new(),
+            state: Mutex::new(if spec.start_after.is_some() { VmState::Held } else { VmState::Running }),
+            loaded: AtomicU32::new(0),
+            console: Mutex::new(LineBuffer::new()),
+            pmu: spec.flags.pmu(),
+            cntvoff: crate::arch::physical_count(),
+            start_after: spec.start_after,
+            entry: spec.ipa_base + spec.entry_offset,
+            dtb_ipa: spec.ipa_base + dtb_offset,
+            spec,
+            dtb,
+        }));
+        let vm_ref: &'static Vm = unsafe { &*(vm as *const Vm) };
+        for index in 0..spec.vcpus as usize {
+            let vcpu = Box::leak(Box::new(Vcpu {
+                ctx: UnsafeCell::new(VcpuContext {
+                    regs: GuestRegs::default(),
+                    elr: 0,
+                    spsr: SPSR_EL1H_DAIF_MASKED,
+                    sys: El1SysRegs::reset(),
+                    fp: FpRegs::default(),
+                }),
+                vm: vm_ref,
+                index,
+                pcpu: (first_pcpu + index) % pcpus,
+                power: Mutex::new(Power::Off),
+            }));
+            vm.vcpus.push(vcpu);
+        }
+        vm.load_image();
+        if vm.start_after.is_none() {
+            vm.power_on_boot_vcpu();
+        }
+        Ok(vm_ref)
+    }
+
+    /// Copies the image and the device tree into (zeroed) RAM.
+    fn load_image(&self) {
+        let ram = ram_bytes(self.ram.pa, self.ram.size);
+        let load = self.spec.load_offset as usize;
+        ram[load..load + self.spec.image.len()].copy_from_slice(self.spec.image);
+        let dtb_off = (self.dtb_ipa - self.ram.ipa) as usize;
+        ram[dtb_off..dtb_off + self.dtb.len()].copy_from_slice(&self.dtb);
+        // The guest starts with its MMU and caches off: make the image visible to
+        // non-cacheable fetches and loads.
+        crate::arch::clean_dcache_range(self.ram.pa, self.ram.size);
+    }
+
+    /// Marks vCPU 0 to start at the image's entry point with `x0` = the device tree.
+    pub fn power_on_boot_vcpu(&self) {
+        *self.vcpus[0].power.lock() = Power::Pending { entry: self.entry, context: self.dtb_ipa };
+        crate::arch::wake_cpus();
+    }
+
+    pub fn state(&self) -> VmState {
+        *self.state.lock()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state() == VmState::Running
+    }
+
+    /// Stops the VM (idempotent: the first reason wins) and reports it. Its vCPUs leave their
+    /// physical CPUs at their next exit; the last one out releases the RAM.
+    pub fn stop(&self, reason: StopReason) {
+        {
+            let mut state = self.state.lock();
+            match *state {
+                VmState::Running | VmState::Held | VmState::Resetting => {
+                    *state = VmState::Stopped(reason)
+                }
+                VmState::Stopped(_) | VmState::Released(_) => return,
+            }
+        }
+        for vcpu in &self.vcpus {
+            *vcpu.power.lock() = Power::Off;
+        }
+        self.console.lock().flush(|line| crate::arch::console::vm_line(&self.name, line));
+        crate::hv_record!("vm-stopped id={} name={} reason={}", self.id, self.name, reason.as_str());
+        crate::vm_table::on_vm_stopped(self.id);
+    }
+
+    /// Requests a reset (PSCI SYSTEM_RESET).
+    pub fn request_reset(&self) {
+        let mut state = self.state.lock();
+        if *state == VmState::Running {
+            *state = VmState::Resetting;
+            for vcpu in &self.vcpus {
+                *vcpu.power.lock() = Power::Off;
+            }
+        }
+    }
+
+    /// Called by a physical CPU after it unloaded one of this VM's vCPUs: when none is loaded
+    /// any more, finish a pending stop (release RAM) or reset (reload and restart).
+    pub fn after_unload(&self) {
+        if self.loaded.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let mut state = self.state.lock();
+        match *state {
+            VmState::Stopped(reason) => {
+                *state = VmState::Released(reason);
+                drop(state);
+                self.release();
+            }
+            VmState::Resetting => {
+                ram_bytes(self.ram.pa, self.ram.size).fill(0);
+                self.load_image();
+                *state = VmState::Running;
+                drop(state);
+                crate::hv_record!("vm-reset id={} name={}", self.id, self.name);
+                self.power_on_boot_vcpu();
+            }
+            _ => {}
+        }
+    }
+
+    /// Zeroes the RAM, returns it to the frame allocator and forgets the VM's TLB entries.
+    fn release(&self) {
+        ram_bytes(self.ram.pa, self.ram.size).fill(0);
+        crate::arch::clean_dcache_range(self.ram.pa, self.ram.size);
+        crate::arch::invalidate_vm_tlb(self.vmid, self.stage2_root);
+        if let Some(Stage2(tables)) = self.stage2.lock().take() {
+            tables.destroy();
+        }
+        if let Err(e) = crate::memory::FRAMES.lock().free(self.ram.pa, self.ram.size) {
+            log::error!("VM {}: freeing its RAM failed: {e:?}", self.name);
+        }
+        log::info!("VM {} released {} KiB of RAM (zeroed)", self.name, self.ram.size >> 10);
+    }
+}
+
+fn dtb_offset(spec: &VmSpec) -> u64 {
+    let image_end = spec.load_offset + spec.image.len() as u64;
+    (image_end + DTB_GAP).next_multiple_of(DTB_GAP)
+}
+
+fn build_dtb(spec: &VmSpec) -> Result<Vec<u8>, CreateError> {
+    build_guest_dtb(&GuestDtConfig {
+        ram_base: spec.ipa_base,
+        ram_size: spec.ram_size,
+        vcpus: spec.vcpus,
+        bootargs: spec.cmdline,
+        initrd: None,
+    })
+    .map_err(|_| CreateError::DeviceTree)
+}

@@ -1,0 +1,13 @@
+//! Virtual machines: their RAM, stage-2 tables, vCPUs and life cycle.
+//!
+//! Owns: every VM's resources from creation to release. A VM's RAM is only freed (zeroed first)
+//! once none of its vCPUs is loaded on any physical CPU, so a stopped VM can never be running
+//! on memory that has been handed to someone else.
+
+pub mod psci_rules;
+pub mod ram;
+
+#[cfg(target_os = "none")]
+mod machine;
+#[cfg(target_os = "none")]
+pub use machine::*;
