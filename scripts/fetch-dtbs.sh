@@ -37,6 +37,18 @@ qemu_dtb() { # <gic-version> <file>
     log "wrote $file"
 }
 
+# linux-image-arm64 is a metapackage: the real kernel is its linux-image-* dependency.
+resolve_kernel_package() {
+    local pkg
+    pkg="$(apt-cache depends linux-image-arm64:arm64 |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\)\(:arm64\)\?$/\1/p' | head -n1)"
+    if [[ -z "$pkg" ]]; then
+        log "cannot resolve the kernel package behind linux-image-arm64:arm64"
+        exit 1
+    fi
+    printf '%s\n' "$pkg"
+}
+
 rpi4_dtb() {
     local file="$out/bcm2711-rpi-4-b.dtb" tree="$debs/linux-image"
     if [[ -s "$file" ]]; then
@@ -54,20 +66,20 @@ rpi4_dtb() {
             dpkg --add-architecture arm64
             apt-get update -qq
         fi
-        # linux-image-arm64 is a metapackage: the real kernel is its linux-image-* dependency.
         local pkg
-        pkg="$(apt-cache depends linux-image-arm64:arm64 |
-            sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\)\(:arm64\)\?$/\1/p' | head -n1)"
-        if [[ -z "$pkg" ]]; then
-            log "cannot resolve the kernel package behind linux-image-arm64:arm64"
-            exit 1
-        fi
+        pkg="$(resolve_kernel_package)"
         mkdir -p "$debs"
         local deb
         deb="$(compgen -G "$debs/${pkg}_*_arm64.deb" | head -n1 || true)"
         if [[ -z "$deb" ]]; then
             log "downloading $pkg:arm64"
-            (cd "$debs" && apt-get download -q "$pkg:arm64")
+            if ! (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg:arm64"); then
+                # Stale package lists name a version the mirror no longer has: refresh once.
+                [[ "$(id -u)" -eq 0 ]] || exit 1
+                apt-get update -qq
+                pkg="$(resolve_kernel_package)"
+                (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg:arm64")
+            fi
             deb="$(compgen -G "$debs/${pkg}_*_arm64.deb" | head -n1)"
         else
             log "using cached $(basename "$deb")"

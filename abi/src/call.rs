@@ -45,7 +45,8 @@ pub enum PsciCall {
     SystemReset,
 }
 
-/// Decodes the caller's `x0..x7`.
+/// Decodes the caller's `x0..x7`. Inlined: it is on every hypercall's path.
+#[inline]
 pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
     let function = regs[0] as u32;
     // SMC32/HVC32 calls take their arguments from the low 32 bits only (SMCCC 1.1 §2.6).
@@ -84,6 +85,7 @@ pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
     }
 }
 
+#[inline]
 fn decode_psci(function: u32, arg: impl Fn(usize) -> u64) -> Option<PsciCall> {
     Some(match function {
         PSCI_VERSION => PsciCall::Version,

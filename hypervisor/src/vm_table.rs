@@ -21,11 +21,8 @@ pub fn all() -> Vec<&'static Vm> {
 /// Starts the VMs that were waiting for VM `id` to stop.
 pub fn on_vm_stopped(id: usize) {
     for vm in all() {
-        if vm.start_after == Some(id - 1) {
-            let mut state = vm.state.lock();
-            if *state == VmState::Held {
-                *state = VmState::Running;
-                drop(state);
+        if vm.start_after == Some(id - 1) && vm.release_hold() {
+            {
                 crate::hv_record!("vm-start id={} name={} after={}", vm.id, vm.name, id);
                 vm.power_on_boot_vcpu();
             }
@@ -33,7 +30,7 @@ pub fn on_vm_stopped(id: usize) {
     }
 }
 
-/// Whether no VM can ever run again (all stopped, none held or resetting).
+/// Whether no VM can ever run again and every VM's RAM has been scrubbed and returned.
 pub fn all_stopped() -> bool {
-    all().iter().all(|vm| matches!(vm.state(), VmState::Stopped(_) | VmState::Released(_)))
+    all().iter().all(|vm| matches!(vm.state(), VmState::Released(_)))
 }

@@ -1,1 +1,267 @@
-fn main() {}
+//! `cargo xtask build | run | test | bench`: builds the hypervisor and the test guests, boots
+//! them in QEMU, and runs the harness (see `docs/harness.md`).
+
+mod args;
+mod build;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::process::{Command, ExitCode};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use harness_runner::qemu::{self, ConsoleEvent, Qemu, QemuConfig, SpawnOptions};
+use harness_runner::suites::{self, TEST_SUITES};
+use harness_runner::{junit, report, run_suite, run_suites, Artifacts};
+
+use args::{Command as Cmd, RunOpts, TestOpts};
+use build::{rel, Workspace};
+
+/// A command failed (exit status 1); the message says why.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+/// Prints an `xtask: ...` progress line (to stderr, so stdout carries only the console and
+/// the test report).
+pub fn progress(msg: &str) {
+    eprintln!("xtask: {msg}");
+}
+
+fn main() -> ExitCode {
+    let command = match args::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask: error: {e}\n(`cargo xtask help` lists the commands and options)");
+            return ExitCode::from(2);
+        }
+    };
+    let ws = Workspace::find();
+    let result = match command {
+        Cmd::Help => {
+            print!("{}", args::HELP);
+            Ok(())
+        }
+        Cmd::Build => build::ensure_prerequisites().and_then(|()| build::build(&ws)).map(|_| ()),
+        Cmd::Run(opts) => cmd_run(&ws, &opts),
+        Cmd::Test(opts) => cmd_test(&ws, &opts),
+        Cmd::Bench => cmd_bench(&ws),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("xtask: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn prepare(ws: &Workspace) -> Result<Artifacts, Failure> {
+    build::ensure_prerequisites()?;
+    build::build(ws)
+}
+
+fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Failure> {
+    let artifacts = prepare(ws)?;
+    let vms = suites::demo_vms();
+    let bundle = suites::build_bundle(&vms, &artifacts).map_err(Failure)?;
+    let bundle_path = ws.out.join("images").join("run-bundle.bin");
+    fs::write(&bundle_path, bundle).map_err(|e| Failure(format!("cannot write {}: {e}", bundle_path.display())))?;
+    let config = QemuConfig {
+        smp: opts.smp,
+        gic: opts.gic,
+        icount: opts.icount,
+        kernel: artifacts.hypervisor_bin.clone(),
+        initrd: bundle_path,
+    };
+    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+    progress(&format!("booting VMs {} with: {}", names.join(", "), config.command_line()));
+    let stdin_tty = io::stdin().is_terminal();
+    let mut qemu = Qemu::spawn(&config, SpawnOptions { echo: true, inherit_stdin: stdin_tty, inherit_stderr: true })
+        .map_err(|e| Failure(e.to_string()))?;
+    let outcome = watch_console(&mut qemu, opts);
+    qemu.stop();
+    // The console may have ended without a newline.
+    println!();
+    outcome.map(|msg| progress(&msg))
+}
+
+/// Follows the console of `cargo xtask run` until the `--expect`s matched, QEMU exited, the
+/// hypervisor panicked or the timeout passed.
+fn watch_console(qemu: &mut Qemu, opts: &RunOpts) -> Result<String, Failure> {
+    const PANIC_GRACE: Duration = Duration::from_secs(1);
+    let start = Instant::now();
+    let mut matched = vec![false; opts.expects.len()];
+    let mut panic: Option<(String, Instant)> = None;
+    let unmatched = |matched: &[bool]| -> String {
+        let list: Vec<String> =
+            opts.expects.iter().zip(matched).filter(|(_, m)| !**m).map(|(r, _)| format!("`{r}`")).collect();
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!("; --expect not matched: {}", list.join(", "))
+        }
+    };
+    loop {
+        let deadline = match (&panic, opts.timeout) {
+            (Some((_, at)), _) => Some(*at + PANIC_GRACE),
+            (None, Some(t)) => Some(start + t),
+            (None, None) => None,
+        };
+        let event = match deadline {
+            Some(d) => qemu.recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => qemu.recv_timeout(Duration::from_secs(3600)),
+        };
+        match event {
+            Ok(ConsoleEvent::Line(line)) => {
+                if panic.is_some() {
+                    continue;
+                }
+                if let Some(msg) = line.strip_prefix("#HV panic") {
+                    panic = Some((msg.trim().to_string(), Instant::now()));
+                    continue;
+                }
+                for (re, m) in opts.expects.iter().zip(matched.iter_mut()) {
+                    *m |= re.is_match(&line);
+                }
+                if !matched.is_empty() && matched.iter().all(|m| *m) {
+                    return Ok(format!("every --expect matched after {:.1}s", start.elapsed().as_secs_f64()));
+                }
+            }
+            Ok(ConsoleEvent::Stderr(_)) => {}
+            Ok(ConsoleEvent::Closed) | Err(RecvTimeoutError::Disconnected) => {
+                let status = qemu.wait().map_err(|e| Failure(format!("waiting for QEMU: {e}")))?;
+                let status_text = qemu::describe_status(&status);
+                if let Some((msg, _)) = panic {
+                    return Err(Failure(format!("the hypervisor panicked: {msg}")));
+                }
+                if !matched.iter().all(|m| *m) {
+                    return Err(Failure(format!("QEMU exited ({status_text}) first{}", unmatched(&matched))));
+                }
+                if !status.success() {
+                    return Err(Failure(format!("QEMU exited with {status_text}")));
+                }
+                return Ok("QEMU exited".into());
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some((msg, _)) = panic {
+                    return Err(Failure(format!("the hypervisor panicked: {msg}")));
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let t = opts.timeout.unwrap_or_default();
+                    return Err(Failure(format!("timed out after {t:?}{}", unmatched(&matched))));
+                }
+            }
+        }
+    }
+}
+
+fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
+    build::ensure_prerequisites()?;
+    let start = Instant::now();
+    let mut problems = Vec::new();
+    if opts.skip_host {
+        progress("skipping the host tests (--skip-host)");
+    } else {
+        progress("fetching test device trees: scripts/fetch-dtbs.sh target/dtbs");
+        build::run_checked(
+            Command::new(ws.root.join("scripts/fetch-dtbs.sh")).arg("target/dtbs").current_dir(&ws.root),
+            "scripts/fetch-dtbs.sh",
+        )?;
+        progress("host tests: HV_REQUIRE_DTBS=1 cargo test --workspace");
+        if let Err(Failure(e)) =
+            build::run_checked(ws.cargo().args(["test", "--workspace"]).env("HV_REQUIRE_DTBS", "1"), "cargo test --workspace")
+        {
+            progress(&format!("{e}; running the harness all the same"));
+            problems.push("the host tests failed (cargo test --workspace, above)".to_string());
+        }
+    }
+    let artifacts = build::build(ws)?;
+    let names: Vec<String> = if opts.suites.is_empty() {
+        TEST_SUITES.iter().map(|s| s.to_string()).collect()
+    } else {
+        opts.suites.clone()
+    };
+    let out_dir = ws.out.join("harness");
+    fs::create_dir_all(&out_dir).map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
+    let jobs = opts.jobs.min(2);
+    println!("\nrunning {} harness suites ({} at a time)", names.len(), jobs);
+    let _ = io::stdout().flush();
+    let reports = run_suites(&names, &artifacts, &out_dir, jobs, |r| {
+        print!("{}", report::case_lines(r));
+        let _ = io::stdout().flush();
+    });
+    let junit_path = out_dir.join("junit.xml");
+    fs::write(&junit_path, junit::junit_xml(&reports))
+        .map_err(|e| Failure(format!("cannot write {}: {e}", junit_path.display())))?;
+    print!("{}", report::summary(&reports, start.elapsed()));
+    progress(&format!("JUnit report: {}; console logs: {}/<suite>.log", rel(ws, &junit_path), rel(ws, &out_dir)));
+    let failed: usize = reports.iter().map(|r| r.failed()).sum();
+    if failed > 0 {
+        problems.push(format!("{failed} harness test(s) failed"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure(problems.join("; ")))
+    }
+}
+
+fn cmd_bench(ws: &Workspace) -> Result<(), Failure> {
+    let artifacts = prepare(ws)?;
+    let out_dir = ws.out.join("harness");
+    fs::create_dir_all(&out_dir).map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
+    progress("running the bench suite (QEMU -icount shift=0,sleep=off)");
+    let r = run_suite("bench", &artifacts, &out_dir);
+    print!("{}", report::case_lines(&r));
+    if r.failed() > 0 {
+        print!("{}", report::summary(std::slice::from_ref(&r), r.time));
+        return Err(Failure("the bench guest failed; no figures recorded".into()));
+    }
+    if r.metrics.is_empty() {
+        return Err(Failure(format!("the bench guest reported no `#HT metric` (log: {})", rel(ws, &r.log))));
+    }
+    let path = ws.out.join("bench").join("results.json");
+    let merged = merge_results(fs::read_to_string(&path).ok().as_deref(), &r.metrics).map_err(Failure)?;
+    fs::create_dir_all(path.parent().unwrap()).map_err(|e| Failure(format!("cannot create bench dir: {e}")))?;
+    let text = serde_json::to_string_pretty(&merged).expect("JSON") + "\n";
+    fs::write(&path, text).map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+    println!();
+    for (name, value) in &r.metrics {
+        println!("{name:<40} {value}");
+    }
+    progress(&format!("figures merged into {}", rel(ws, &path)));
+    Ok(())
+}
+
+/// Merges `metrics` into the flat JSON object `existing` (other keys are kept).
+fn merge_results(existing: Option<&str>, metrics: &[(String, String)]) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let mut map: BTreeMap<String, serde_json::Value> = match existing {
+        Some(text) if !text.trim().is_empty() => serde_json::from_str(text)
+            .map_err(|e| format!("target/bench/results.json is not a flat JSON object ({e}); move it away"))?,
+        _ => BTreeMap::new(),
+    };
+    for (name, value) in metrics {
+        let number: serde_json::Number = value
+            .parse()
+            .map_err(|_| format!("metric `{name}`: `{value}` is not a number"))?;
+        map.insert(name.clone(), serde_json::Value::Number(number));
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_bench_results() {
+        let m = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let merged = merge_results(Some(r#"{"other_bench": 3, "hvc_null_ns": 900}"#), &[m("hvc_null_ns", "812"), m("ratio", "1.5")])
+            .unwrap();
+        assert_eq!(serde_json::to_string(&merged).unwrap(), r#"{"hvc_null_ns":812,"other_bench":3,"ratio":1.5}"#);
+        assert!(merge_results(None, &[m("x", "fast")]).unwrap_err().contains("not a number"));
+        assert!(merge_results(Some("[1]"), &[]).unwrap_err().contains("not a flat JSON object"));
+        assert!(merge_results(Some(""), &[m("a", "-2")]).is_ok());
+    }
+}

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use bootbundle::VmSpec;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use spin::Mutex;
 
 /// SPSR_EL2 for a vCPU's first instruction: EL1h (M = 0b0101) with D, A, I and F masked
@@ -116,6 +116,8 @@ pub enum VmState {
     Resetting,
     /// Stopped; its RAM is released once none of its vCPUs is loaded.
     Stopped(StopReason),
+    /// Its RAM is being zeroed and returned (by exactly one physical CPU).
+    Releasing(StopReason),
     /// Stopped and its RAM zeroed and returned.
     Released(StopReason),
 }
@@ -128,7 +130,9 @@ pub struct Vm {
     pub stage2_root: u64,
     stage2: Mutex<Option<Stage2>>,
     pub vcpus: Vec<&'static Vcpu>,
-    pub state: Mutex<VmState>,
+    state: Mutex<VmState>,
+    /// `state == Running`, readable without the lock: checked on every guest exit.
+    running: AtomicBool,
     /// vCPUs currently loaded on a physical CPU.
     pub loaded: AtomicU32,
     pub console: Mutex<LineBuffer>,
@@ -239,6 +243,7 @@ impl Vm {
             stage2: Mutex::new(Some(Stage2(stage2))),
             vcpus: Vec::new(),
             state: Mutex::new(if spec.start_after.is_some() { VmState::Held } else { VmState::Running }),
+            running: AtomicBool::new(spec.start_after.is_none()),
             loaded: AtomicU32::new(0),
             console: Mutex::new(LineBuffer::new()),
             pmu: spec.flags.pmu(),
@@ -295,8 +300,25 @@ impl Vm {
         *self.state.lock()
     }
 
+    #[inline]
     pub fn is_running(&self) -> bool {
-        self.state() == VmState::Running
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Changes the state; the only writer of `state` and `running`.
+    fn set_state(&self, state: &mut spin::MutexGuard<VmState>, new: VmState) {
+        **state = new;
+        self.running.store(new == VmState::Running, Ordering::Release);
+    }
+
+    /// Starts a VM that was held until another stopped; false if it was not held.
+    pub fn release_hold(&self) -> bool {
+        let mut state = self.state.lock();
+        if *state != VmState::Held {
+            return false;
+        }
+        self.set_state(&mut state, VmState::Running);
+        true
     }
 
     /// Stops the VM (idempotent: the first reason wins) and reports it. Its vCPUs leave their
@@ -306,9 +328,9 @@ impl Vm {
             let mut state = self.state.lock();
             match *state {
                 VmState::Running | VmState::Held | VmState::Resetting => {
-                    *state = VmState::Stopped(reason)
+                    self.set_state(&mut state, VmState::Stopped(reason))
                 }
-                VmState::Stopped(_) | VmState::Released(_) => return,
+                VmState::Stopped(_) | VmState::Releasing(_) | VmState::Released(_) => return,
             }
         }
         for vcpu in &self.vcpus {
@@ -323,7 +345,7 @@ impl Vm {
     pub fn request_reset(&self) {
         let mut state = self.state.lock();
         if *state == VmState::Running {
-            *state = VmState::Resetting;
+            self.set_state(&mut state, VmState::Resetting);
             for vcpu in &self.vcpus {
                 *vcpu.power.lock() = Power::Off;
             }
@@ -339,14 +361,16 @@ impl Vm {
         let mut state = self.state.lock();
         match *state {
             VmState::Stopped(reason) => {
-                *state = VmState::Released(reason);
+                self.set_state(&mut state, VmState::Releasing(reason));
                 drop(state);
                 self.release();
+                let mut state = self.state.lock();
+                self.set_state(&mut state, VmState::Released(reason));
             }
             VmState::Resetting => {
                 ram_bytes(self.ram.pa, self.ram.size).fill(0);
                 self.load_image();
-                *state = VmState::Running;
+                self.set_state(&mut state, VmState::Running);
                 drop(state);
                 crate::hv_record!("vm-reset id={} name={}", self.id, self.name);
                 self.power_on_boot_vcpu();

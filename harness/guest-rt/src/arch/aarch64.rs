@@ -211,5 +211,5 @@ pub fn park() -> ! {
 /// The IPA of the entry point for vCPUs started with [`crate::psci::start_vcpu`].
 pub fn secondary_entry_ipa() -> u64 {
     // With the MMU off an address is its IPA.
-    __ht_secondary_entry as usize as u64
+    __ht_secondary_entry as *const () as u64
 }
