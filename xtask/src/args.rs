@@ -62,7 +62,13 @@ pub struct RunOpts {
 
 impl Default for RunOpts {
     fn default() -> Self {
-        RunOpts { timeout: None, expects: Vec::new(), smp: 2, gic: 3, icount: false }
+        RunOpts {
+            timeout: None,
+            expects: Vec::new(),
+            smp: 2,
+            gic: 3,
+            icount: false,
+        }
     }
 }
 
@@ -75,7 +81,11 @@ pub struct TestOpts {
 
 impl Default for TestOpts {
     fn default() -> Self {
-        TestOpts { suites: Vec::new(), skip_host: false, jobs: 2 }
+        TestOpts {
+            suites: Vec::new(),
+            skip_host: false,
+            jobs: 2,
+        }
     }
 }
 
@@ -87,7 +97,9 @@ struct Words {
 impl Words {
     /// The next flag and its `=value`, if given inline.
     fn next_flag(&mut self) -> Result<Option<(String, Option<String>)>, Usage> {
-        let Some(word) = self.words.pop_front() else { return Ok(None) };
+        let Some(word) = self.words.pop_front() else {
+            return Ok(None);
+        };
         if !word.starts_with("--") {
             return Err(usage(format!("unexpected argument `{word}`")));
         }
@@ -116,7 +128,8 @@ impl Words {
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, Usage> {
-    v.parse().map_err(|_| usage(format!("{flag}: `{v}` is not a number")))
+    v.parse()
+        .map_err(|_| usage(format!("{flag}: `{v}` is not a number")))
 }
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Usage> {
@@ -124,7 +137,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Usage> {
     let Some(command) = args.next() else {
         return Err(usage("no command given"));
     };
-    let mut w = Words { words: args.collect() };
+    let mut w = Words {
+        words: args.collect(),
+    };
     match command.as_str() {
         "build" => no_flags(&mut w, "build").map(|()| Command::Build),
         "bench" => no_flags(&mut w, "bench").map(|()| Command::Bench),
@@ -150,13 +165,16 @@ fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
                 let v = w.value(&flag, inline)?;
                 let secs: f64 = number(&flag, &v)?;
                 if !(secs > 0.0 && secs <= 86_400.0) {
-                    return Err(usage(format!("--timeout: {v} is not between 0 and 86400 seconds")));
+                    return Err(usage(format!(
+                        "--timeout: {v} is not between 0 and 86400 seconds"
+                    )));
                 }
                 o.timeout = Some(Duration::from_secs_f64(secs));
             }
             "--expect" => {
                 let v = w.value(&flag, inline)?;
-                let re = Regex::new(&v).map_err(|e| usage(format!("--expect: bad regex `{v}`: {e}")))?;
+                let re =
+                    Regex::new(&v).map_err(|e| usage(format!("--expect: bad regex `{v}`: {e}")))?;
                 o.expects.push(re);
             }
             "--smp" => {
@@ -192,7 +210,10 @@ fn parse_test(w: &mut Words) -> Result<TestOpts, Usage> {
             "--suite" => {
                 let v = w.value(&flag, inline)?;
                 if !ALL_SUITES.contains(&v.as_str()) {
-                    return Err(usage(format!("unknown suite `{v}` (suites: {})", ALL_SUITES.join(", "))));
+                    return Err(usage(format!(
+                        "unknown suite `{v}` (suites: {})",
+                        ALL_SUITES.join(", ")
+                    )));
                 }
                 if !o.suites.contains(&v) {
                     o.suites.push(v);
@@ -206,7 +227,9 @@ fn parse_test(w: &mut Words) -> Result<TestOpts, Usage> {
                 let v = w.value(&flag, inline)?;
                 o.jobs = number(&flag, &v)?;
                 if !(1..=2).contains(&o.jobs) {
-                    return Err(usage(format!("--jobs must be 1 or 2 (the machine has 2 cores), not {v}")));
+                    return Err(usage(format!(
+                        "--jobs must be 1 or 2 (the machine has 2 cores), not {v}"
+                    )));
                 }
             }
             _ => return Err(usage(format!("`test` has no option `{flag}`"))),
@@ -237,12 +260,21 @@ mod tests {
     #[test]
     fn run_defaults_and_options() {
         let o = run("run");
-        assert_eq!((o.timeout, o.expects.len(), o.smp, o.gic, o.icount), (None, 0, 2, 3, false));
+        assert_eq!(
+            (o.timeout, o.expects.len(), o.smp, o.gic, o.icount),
+            (None, 0, 2, 3, false)
+        );
         let o = run("run --timeout 90 --expect alpha.*done --expect=beta --smp=4 --gic 3 --icount");
         assert_eq!(o.timeout, Some(Duration::from_secs(90)));
-        assert_eq!(o.expects.iter().map(|r| r.as_str()).collect::<Vec<_>>(), ["alpha.*done", "beta"]);
+        assert_eq!(
+            o.expects.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            ["alpha.*done", "beta"]
+        );
         assert_eq!((o.smp, o.gic, o.icount), (4, 3, true));
-        assert_eq!(run("run --timeout 0.5").timeout, Some(Duration::from_millis(500)));
+        assert_eq!(
+            run("run --timeout 0.5").timeout,
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]
@@ -254,9 +286,18 @@ mod tests {
         assert_eq!(err("run --smp x"), "--smp: `x` is not a number");
         assert_eq!(err("run --timeout"), "--timeout needs a value");
         assert_eq!(err("run --timeout --smp 1"), "--timeout needs a value");
-        assert_eq!(err("run --timeout -3"), "--timeout needs a value");
-        assert_eq!(err("run --timeout=-3"), "--timeout: -3 is not between 0 and 86400 seconds");
-        assert_eq!(err("run --timeout 0"), "--timeout: 0 is not between 0 and 86400 seconds");
+        assert_eq!(
+            err("run --timeout -3"),
+            "--timeout: -3 is not between 0 and 86400 seconds"
+        );
+        assert_eq!(
+            err("run --timeout=-3"),
+            "--timeout: -3 is not between 0 and 86400 seconds"
+        );
+        assert_eq!(
+            err("run --timeout 0"),
+            "--timeout: 0 is not between 0 and 86400 seconds"
+        );
         assert!(err("run --expect (").starts_with("--expect: bad regex `(`"));
         assert_eq!(err("run --icount=1"), "--icount takes no value");
         assert_eq!(err("run --frob"), "`run` has no option `--frob`");
@@ -272,17 +313,27 @@ mod tests {
         assert_eq!(err("bench --x"), "`bench` takes no option `--x`");
         assert_eq!(err("frob"), "unknown command `frob`");
         assert_eq!(err(""), "no command given");
-        let Ok(Command::Test(o)) = p("test --suite basics --suite=two_vms_two_cpus --suite basics --skip-host --jobs 1")
+        let Ok(Command::Test(o)) =
+            p("test --suite basics --suite=two_vms_two_cpus --suite basics --skip-host --jobs 1")
         else {
             panic!()
         };
         assert_eq!(
             o,
-            TestOpts { suites: vec!["basics".into(), "two_vms_two_cpus".into()], skip_host: true, jobs: 1 }
+            TestOpts {
+                suites: vec!["basics".into(), "two_vms_two_cpus".into()],
+                skip_host: true,
+                jobs: 1
+            }
         );
-        let Ok(Command::Test(o)) = p("test") else { panic!() };
+        let Ok(Command::Test(o)) = p("test") else {
+            panic!()
+        };
         assert_eq!(o, TestOpts::default());
         assert!(err("test --suite nope").starts_with("unknown suite `nope` (suites: basics, "));
-        assert_eq!(err("test --jobs 3"), "--jobs must be 1 or 2 (the machine has 2 cores), not 3");
+        assert_eq!(
+            err("test --jobs 3"),
+            "--jobs must be 1 or 2 (the machine has 2 cores), not 3"
+        );
     }
 }

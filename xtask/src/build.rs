@@ -27,7 +27,10 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn find() -> Workspace {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives in the workspace")
+            .to_path_buf();
         let cargo_target = match env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => {
                 let dir = PathBuf::from(dir);
@@ -40,20 +43,27 @@ impl Workspace {
             _ => root.join("target"),
         };
         let out = root.join("target");
-        Workspace { root, cargo_target, out }
+        Workspace {
+            root,
+            cargo_target,
+            out,
+        }
     }
 
     /// A `cargo` command run in the workspace, with the target directory made explicit.
     pub fn cargo(&self) -> Command {
         let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cmd.current_dir(&self.root).env("CARGO_TARGET_DIR", &self.cargo_target);
+        cmd.current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", &self.cargo_target);
         cmd
     }
 }
 
 /// Runs `cmd`, failing with `what` if it cannot start or exits unsuccessfully.
 pub fn run_checked(cmd: &mut Command, what: &str) -> Result<(), Failure> {
-    let status = cmd.status().map_err(|e| Failure(format!("{what}: cannot start {:?}: {e}", cmd.get_program())))?;
+    let status = cmd
+        .status()
+        .map_err(|e| Failure(format!("{what}: cannot start {:?}: {e}", cmd.get_program())))?;
     if status.success() {
         Ok(())
     } else {
@@ -78,31 +88,50 @@ fn is_root() -> bool {
 /// Installs the Rust targets and QEMU if they are missing (QEMU only as root).
 pub fn ensure_prerequisites() -> Result<(), Failure> {
     let targets = [HYPERVISOR_TARGET, GUEST_TARGET];
-    match Command::new("rustup").args(["target", "list", "--installed"]).stderr(Stdio::inherit()).output() {
+    match Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .stderr(Stdio::inherit())
+        .output()
+    {
         Ok(out) if out.status.success() => {
             let installed = String::from_utf8_lossy(&out.stdout);
-            let missing: Vec<&str> =
-                targets.iter().copied().filter(|t| !installed.lines().any(|l| l.trim() == *t)).collect();
+            let missing: Vec<&str> = targets
+                .iter()
+                .copied()
+                .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+                .collect();
             if !missing.is_empty() {
                 progress(&format!("installing Rust targets: {}", missing.join(" ")));
-                run_checked(Command::new("rustup").args(["target", "add"]).args(&missing), "rustup target add")?;
+                run_checked(
+                    Command::new("rustup")
+                        .args(["target", "add"])
+                        .args(&missing),
+                    "rustup target add",
+                )?;
             }
         }
         _ => progress("rustup not found: assuming the aarch64 Rust targets are installed"),
     }
     if !on_path(QEMU) {
-        let install = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-system-arm";
+        let install =
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-system-arm";
         if !is_root() {
-            return Err(Failure(format!("{QEMU} not found on PATH; install it as root with:\n    {install}")));
+            return Err(Failure(format!(
+                "{QEMU} not found on PATH; install it as root with:\n    {install}"
+            )));
         }
         progress(&format!("{QEMU} not found; installing: {install}"));
         run_checked(Command::new("apt-get").arg("update"), "apt-get update")?;
         run_checked(
-            Command::new("apt-get").args(["install", "-y", "qemu-system-arm"]).env("DEBIAN_FRONTEND", "noninteractive"),
+            Command::new("apt-get")
+                .args(["install", "-y", "qemu-system-arm"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
             "apt-get install qemu-system-arm",
         )?;
         if !on_path(QEMU) {
-            return Err(Failure(format!("{QEMU} still not on PATH after installing qemu-system-arm")));
+            return Err(Failure(format!(
+                "{QEMU} still not on PATH after installing qemu-system-arm"
+            )));
         }
     }
     Ok(())
@@ -112,17 +141,30 @@ pub fn ensure_prerequisites() -> Result<(), Failure> {
 /// executables it produced (by name).
 fn cargo_build(ws: &Workspace, args: &[&str]) -> Result<Vec<(String, PathBuf)>, Failure> {
     let mut cmd = ws.cargo();
-    cmd.args(["build", "--release", "--message-format=json-render-diagnostics"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "build",
+        "--release",
+        "--message-format=json-render-diagnostics",
+    ])
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     let what = format!("cargo build {}", args.join(" "));
-    let mut child = cmd.spawn().map_err(|e| Failure(format!("{what}: cannot start cargo: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure(format!("{what}: cannot start cargo: {e}")))?;
     let mut exes = Vec::new();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if msg["reason"] == "compiler-artifact" {
-            if let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str()) {
+            if let (Some(name), Some(exe)) =
+                (msg["target"]["name"].as_str(), msg["executable"].as_str())
+            {
                 exes.push((name.to_string(), PathBuf::from(exe)));
             }
         }
@@ -137,14 +179,26 @@ fn cargo_build(ws: &Workspace, args: &[&str]) -> Result<Vec<(String, PathBuf)>, 
 /// Builds the hypervisor and the guests; writes `target/images/hypervisor.bin`.
 pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
     progress(&format!("building the hypervisor ({HYPERVISOR_TARGET})"));
-    let exes = cargo_build(ws, &["-p", "hypervisor", "--bin", "hypervisor", "--target", HYPERVISOR_TARGET])?;
+    let exes = cargo_build(
+        ws,
+        &[
+            "-p",
+            "hypervisor",
+            "--bin",
+            "hypervisor",
+            "--target",
+            HYPERVISOR_TARGET,
+        ],
+    )?;
     let hypervisor_elf = exes
         .into_iter()
         .find(|(name, _)| name == "hypervisor")
         .map(|(_, p)| p)
         .ok_or_else(|| Failure("cargo built no `hypervisor` executable".into()))?;
-    let data = fs::read(&hypervisor_elf).map_err(|e| Failure(format!("cannot read {}: {e}", hypervisor_elf.display())))?;
-    let image = elf::flatten(&data).map_err(|e| Failure(format!("hypervisor ELF {}: {e}", hypervisor_elf.display())))?;
+    let data = fs::read(&hypervisor_elf)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", hypervisor_elf.display())))?;
+    let image = elf::flatten(&data)
+        .map_err(|e| Failure(format!("hypervisor ELF {}: {e}", hypervisor_elf.display())))?;
     if !elf::has_arm64_image_header(&image.bytes) {
         return Err(Failure(format!(
             "the hypervisor image has no arm64 Image header (magic \"ARM\\x64\" at offset {ARM64_IMAGE_MAGIC_OFFSET:#x}); \
@@ -152,9 +206,11 @@ pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
         )));
     }
     let images = ws.out.join("images");
-    fs::create_dir_all(&images).map_err(|e| Failure(format!("cannot create {}: {e}", images.display())))?;
+    fs::create_dir_all(&images)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", images.display())))?;
     let hypervisor_bin = images.join("hypervisor.bin");
-    fs::write(&hypervisor_bin, &image.bytes).map_err(|e| Failure(format!("cannot write {}: {e}", hypervisor_bin.display())))?;
+    fs::write(&hypervisor_bin, &image.bytes)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", hypervisor_bin.display())))?;
     progress(&format!(
         "wrote {} ({} KiB, load {:#x}, entry {:#x})",
         rel(ws, &hypervisor_bin),
@@ -168,7 +224,8 @@ pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
     let guest_dir = ws.cargo_target.join(GUEST_TARGET).join("release");
     let mut names = Vec::new();
     for (name, path) in &guests {
-        let data = fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+        let data =
+            fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
         let img = elf::flatten(&data).map_err(|e| Failure(format!("guest `{name}`: {e}")))?;
         if img.load_addr < TEST_GUEST_IPA_BASE {
             return Err(Failure(format!(
@@ -179,11 +236,22 @@ pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
         names.push(name.as_str());
     }
     names.sort();
-    progress(&format!("built {} guests: {}", names.len(), names.join(", ")));
-    Ok(Artifacts { hypervisor_elf, hypervisor_bin, guest_dir })
+    progress(&format!(
+        "built {} guests: {}",
+        names.len(),
+        names.join(", ")
+    ));
+    Ok(Artifacts {
+        hypervisor_elf,
+        hypervisor_bin,
+        guest_dir,
+    })
 }
 
 /// `path` relative to the workspace root, for messages.
 pub fn rel(ws: &Workspace, path: &Path) -> String {
-    path.strip_prefix(&ws.root).unwrap_or(path).display().to_string()
+    path.strip_prefix(&ws.root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

@@ -42,7 +42,9 @@ fn main() -> ExitCode {
             print!("{}", args::HELP);
             Ok(())
         }
-        Cmd::Build => build::ensure_prerequisites().and_then(|()| build::build(&ws)).map(|_| ()),
+        Cmd::Build => build::ensure_prerequisites()
+            .and_then(|()| build::build(&ws))
+            .map(|_| ()),
         Cmd::Run(opts) => cmd_run(&ws, &opts),
         Cmd::Test(opts) => cmd_test(&ws, &opts),
         Cmd::Bench => cmd_bench(&ws),
@@ -66,7 +68,8 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Failure> {
     let vms = suites::demo_vms();
     let bundle = suites::build_bundle(&vms, &artifacts).map_err(Failure)?;
     let bundle_path = ws.out.join("images").join("run-bundle.bin");
-    fs::write(&bundle_path, bundle).map_err(|e| Failure(format!("cannot write {}: {e}", bundle_path.display())))?;
+    fs::write(&bundle_path, bundle)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", bundle_path.display())))?;
     let config = QemuConfig {
         smp: opts.smp,
         gic: opts.gic,
@@ -75,10 +78,21 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Failure> {
         initrd: bundle_path,
     };
     let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
-    progress(&format!("booting VMs {} with: {}", names.join(", "), config.command_line()));
+    progress(&format!(
+        "booting VMs {} with: {}",
+        names.join(", "),
+        config.command_line()
+    ));
     let stdin_tty = io::stdin().is_terminal();
-    let mut qemu = Qemu::spawn(&config, SpawnOptions { echo: true, inherit_stdin: stdin_tty, inherit_stderr: true })
-        .map_err(|e| Failure(e.to_string()))?;
+    let mut qemu = Qemu::spawn(
+        &config,
+        SpawnOptions {
+            echo: true,
+            inherit_stdin: stdin_tty,
+            inherit_stderr: true,
+        },
+    )
+    .map_err(|e| Failure(e.to_string()))?;
     let outcome = watch_console(&mut qemu, opts);
     qemu.stop();
     // The console may have ended without a newline.
@@ -94,8 +108,13 @@ fn watch_console(qemu: &mut Qemu, opts: &RunOpts) -> Result<String, Failure> {
     let mut matched = vec![false; opts.expects.len()];
     let mut panic: Option<(String, Instant)> = None;
     let unmatched = |matched: &[bool]| -> String {
-        let list: Vec<String> =
-            opts.expects.iter().zip(matched).filter(|(_, m)| !**m).map(|(r, _)| format!("`{r}`")).collect();
+        let list: Vec<String> = opts
+            .expects
+            .iter()
+            .zip(matched)
+            .filter(|(_, m)| !**m)
+            .map(|(r, _)| format!("`{r}`"))
+            .collect();
         if list.is_empty() {
             String::new()
         } else {
@@ -125,18 +144,26 @@ fn watch_console(qemu: &mut Qemu, opts: &RunOpts) -> Result<String, Failure> {
                     *m |= re.is_match(&line);
                 }
                 if !matched.is_empty() && matched.iter().all(|m| *m) {
-                    return Ok(format!("every --expect matched after {:.1}s", start.elapsed().as_secs_f64()));
+                    return Ok(format!(
+                        "every --expect matched after {:.1}s",
+                        start.elapsed().as_secs_f64()
+                    ));
                 }
             }
             Ok(ConsoleEvent::Stderr(_)) => {}
             Ok(ConsoleEvent::Closed) | Err(RecvTimeoutError::Disconnected) => {
-                let status = qemu.wait().map_err(|e| Failure(format!("waiting for QEMU: {e}")))?;
+                let status = qemu
+                    .wait()
+                    .map_err(|e| Failure(format!("waiting for QEMU: {e}")))?;
                 let status_text = qemu::describe_status(&status);
                 if let Some((msg, _)) = panic {
                     return Err(Failure(format!("the hypervisor panicked: {msg}")));
                 }
                 if !matched.iter().all(|m| *m) {
-                    return Err(Failure(format!("QEMU exited ({status_text}) first{}", unmatched(&matched))));
+                    return Err(Failure(format!(
+                        "QEMU exited ({status_text}) first{}",
+                        unmatched(&matched)
+                    )));
                 }
                 if !status.success() {
                     return Err(Failure(format!("QEMU exited with {status_text}")));
@@ -149,7 +176,10 @@ fn watch_console(qemu: &mut Qemu, opts: &RunOpts) -> Result<String, Failure> {
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     let t = opts.timeout.unwrap_or_default();
-                    return Err(Failure(format!("timed out after {t:?}{}", unmatched(&matched))));
+                    return Err(Failure(format!(
+                        "timed out after {t:?}{}",
+                        unmatched(&matched)
+                    )));
                 }
             }
         }
@@ -165,13 +195,18 @@ fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
     } else {
         progress("fetching test device trees: scripts/fetch-dtbs.sh target/dtbs");
         build::run_checked(
-            Command::new(ws.root.join("scripts/fetch-dtbs.sh")).arg("target/dtbs").current_dir(&ws.root),
+            Command::new(ws.root.join("scripts/fetch-dtbs.sh"))
+                .arg("target/dtbs")
+                .current_dir(&ws.root),
             "scripts/fetch-dtbs.sh",
         )?;
         progress("host tests: HV_REQUIRE_DTBS=1 cargo test --workspace");
-        if let Err(Failure(e)) =
-            build::run_checked(ws.cargo().args(["test", "--workspace"]).env("HV_REQUIRE_DTBS", "1"), "cargo test --workspace")
-        {
+        if let Err(Failure(e)) = build::run_checked(
+            ws.cargo()
+                .args(["test", "--workspace"])
+                .env("HV_REQUIRE_DTBS", "1"),
+            "cargo test --workspace",
+        ) {
             progress(&format!("{e}; running the harness all the same"));
             problems.push("the host tests failed (cargo test --workspace, above)".to_string());
         }
@@ -183,9 +218,14 @@ fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
         opts.suites.clone()
     };
     let out_dir = ws.out.join("harness");
-    fs::create_dir_all(&out_dir).map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
+    fs::create_dir_all(&out_dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
     let jobs = opts.jobs.min(2);
-    println!("\nrunning {} harness suites ({} at a time)", names.len(), jobs);
+    println!(
+        "\nrunning {} harness suites ({} at a time)",
+        names.len(),
+        jobs
+    );
     let _ = io::stdout().flush();
     let reports = run_suites(&names, &artifacts, &out_dir, jobs, |r| {
         print!("{}", report::case_lines(r));
@@ -195,7 +235,11 @@ fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
     fs::write(&junit_path, junit::junit_xml(&reports))
         .map_err(|e| Failure(format!("cannot write {}: {e}", junit_path.display())))?;
     print!("{}", report::summary(&reports, start.elapsed()));
-    progress(&format!("JUnit report: {}; console logs: {}/<suite>.log", rel(ws, &junit_path), rel(ws, &out_dir)));
+    progress(&format!(
+        "JUnit report: {}; console logs: {}/<suite>.log",
+        rel(ws, &junit_path),
+        rel(ws, &out_dir)
+    ));
     let failed: usize = reports.iter().map(|r| r.failed()).sum();
     if failed > 0 {
         problems.push(format!("{failed} harness test(s) failed"));
@@ -210,20 +254,28 @@ fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
 fn cmd_bench(ws: &Workspace) -> Result<(), Failure> {
     let artifacts = prepare(ws)?;
     let out_dir = ws.out.join("harness");
-    fs::create_dir_all(&out_dir).map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
+    fs::create_dir_all(&out_dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
     progress("running the bench suite (QEMU -icount shift=0,sleep=off)");
     let r = run_suite("bench", &artifacts, &out_dir);
     print!("{}", report::case_lines(&r));
     if r.failed() > 0 {
         print!("{}", report::summary(std::slice::from_ref(&r), r.time));
-        return Err(Failure("the bench guest failed; no figures recorded".into()));
+        return Err(Failure(
+            "the bench guest failed; no figures recorded".into(),
+        ));
     }
     if r.metrics.is_empty() {
-        return Err(Failure(format!("the bench guest reported no `#HT metric` (log: {})", rel(ws, &r.log))));
+        return Err(Failure(format!(
+            "the bench guest reported no `#HT metric` (log: {})",
+            rel(ws, &r.log)
+        )));
     }
     let path = ws.out.join("bench").join("results.json");
-    let merged = merge_results(fs::read_to_string(&path).ok().as_deref(), &r.metrics).map_err(Failure)?;
-    fs::create_dir_all(path.parent().unwrap()).map_err(|e| Failure(format!("cannot create bench dir: {e}")))?;
+    let merged =
+        merge_results(fs::read_to_string(&path).ok().as_deref(), &r.metrics).map_err(Failure)?;
+    fs::create_dir_all(path.parent().unwrap())
+        .map_err(|e| Failure(format!("cannot create bench dir: {e}")))?;
     let text = serde_json::to_string_pretty(&merged).expect("JSON") + "\n";
     fs::write(&path, text).map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
     println!();
@@ -235,10 +287,14 @@ fn cmd_bench(ws: &Workspace) -> Result<(), Failure> {
 }
 
 /// Merges `metrics` into the flat JSON object `existing` (other keys are kept).
-fn merge_results(existing: Option<&str>, metrics: &[(String, String)]) -> Result<BTreeMap<String, serde_json::Value>, String> {
+fn merge_results(
+    existing: Option<&str>,
+    metrics: &[(String, String)],
+) -> Result<BTreeMap<String, serde_json::Value>, String> {
     let mut map: BTreeMap<String, serde_json::Value> = match existing {
-        Some(text) if !text.trim().is_empty() => serde_json::from_str(text)
-            .map_err(|e| format!("target/bench/results.json is not a flat JSON object ({e}); move it away"))?,
+        Some(text) if !text.trim().is_empty() => serde_json::from_str(text).map_err(|e| {
+            format!("target/bench/results.json is not a flat JSON object ({e}); move it away")
+        })?,
         _ => BTreeMap::new(),
     };
     for (name, value) in metrics {
@@ -257,11 +313,21 @@ mod tests {
     #[test]
     fn merges_bench_results() {
         let m = |n: &str, v: &str| (n.to_string(), v.to_string());
-        let merged = merge_results(Some(r#"{"other_bench": 3, "hvc_null_ns": 900}"#), &[m("hvc_null_ns", "812"), m("ratio", "1.5")])
-            .unwrap();
-        assert_eq!(serde_json::to_string(&merged).unwrap(), r#"{"hvc_null_ns":812,"other_bench":3,"ratio":1.5}"#);
-        assert!(merge_results(None, &[m("x", "fast")]).unwrap_err().contains("not a number"));
-        assert!(merge_results(Some("[1]"), &[]).unwrap_err().contains("not a flat JSON object"));
+        let merged = merge_results(
+            Some(r#"{"other_bench": 3, "hvc_null_ns": 900}"#),
+            &[m("hvc_null_ns", "812"), m("ratio", "1.5")],
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&merged).unwrap(),
+            r#"{"hvc_null_ns":812,"other_bench":3,"ratio":1.5}"#
+        );
+        assert!(merge_results(None, &[m("x", "fast")])
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(merge_results(Some("[1]"), &[])
+            .unwrap_err()
+            .contains("not a flat JSON object"));
         assert!(merge_results(Some(""), &[m("a", "-2")]).is_ok());
     }
 }

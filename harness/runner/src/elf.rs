@@ -19,14 +19,18 @@ pub const ARM64_IMAGE_MAGIC_OFFSET: usize = 0x38;
 
 /// Whether `image` starts with an arm64 Linux `Image` header.
 pub fn has_arm64_image_header(image: &[u8]) -> bool {
-    image.get(ARM64_IMAGE_MAGIC_OFFSET..ARM64_IMAGE_MAGIC_OFFSET + 4) == Some(&ARM64_IMAGE_MAGIC[..])
+    image.get(ARM64_IMAGE_MAGIC_OFFSET..ARM64_IMAGE_MAGIC_OFFSET + 4)
+        == Some(&ARM64_IMAGE_MAGIC[..])
 }
 
 fn parse(data: &[u8]) -> Result<ElfFile64<'_, Endianness>, String> {
-    let elf = ElfFile64::<Endianness>::parse(data).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
+    let elf =
+        ElfFile64::<Endianness>::parse(data).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
     let machine = elf.elf_header().e_machine(elf.endian());
     if machine != EM_AARCH64 {
-        return Err(format!("ELF machine is {machine}, not AArch64 ({EM_AARCH64})"));
+        return Err(format!(
+            "ELF machine is {machine}, not AArch64 ({EM_AARCH64})"
+        ));
     }
     Ok(elf)
 }
@@ -42,8 +46,15 @@ pub fn flatten(data: &[u8]) -> Result<FlatImage, String> {
         if ph.p_type(endian) != PT_LOAD || ph.p_filesz(endian) == 0 {
             continue;
         }
-        let contents = ph.data(endian, data).map_err(|()| "PT_LOAD segment outside the file".to_string())?;
-        segments.push((ph.p_paddr(endian), ph.p_vaddr(endian), ph.p_memsz(endian), contents));
+        let contents = ph
+            .data(endian, data)
+            .map_err(|()| "PT_LOAD segment outside the file".to_string())?;
+        segments.push((
+            ph.p_paddr(endian),
+            ph.p_vaddr(endian),
+            ph.p_memsz(endian),
+            contents,
+        ));
     }
     segments.sort_by_key(|s| s.0);
     let Some(&(load_addr, ..)) = segments.first() else {
@@ -53,10 +64,14 @@ pub fn flatten(data: &[u8]) -> Result<FlatImage, String> {
     for &(paddr, _, _, contents) in &segments {
         let offset = usize::try_from(paddr - load_addr).map_err(|_| "segments too far apart")?;
         if offset < bytes.len() {
-            return Err(format!("PT_LOAD segments overlap at physical address {paddr:#x}"));
+            return Err(format!(
+                "PT_LOAD segments overlap at physical address {paddr:#x}"
+            ));
         }
         if offset.saturating_add(contents.len()) > 256 << 20 {
-            return Err(format!("flat image would exceed 256 MiB (segment at {paddr:#x})"));
+            return Err(format!(
+                "flat image would exceed 256 MiB (segment at {paddr:#x})"
+            ));
         }
         bytes.resize(offset, 0);
         bytes.extend_from_slice(contents);
@@ -68,7 +83,11 @@ pub fn flatten(data: &[u8]) -> Result<FlatImage, String> {
         .find(|&&(_, vaddr, memsz, _)| entry_va >= vaddr && entry_va - vaddr < memsz)
         .map(|&(paddr, vaddr, ..)| paddr + (entry_va - vaddr))
         .ok_or_else(|| format!("entry point {entry_va:#x} is in no loaded segment"))?;
-    Ok(FlatImage { bytes, load_addr, entry })
+    Ok(FlatImage {
+        bytes,
+        load_addr,
+        entry,
+    })
 }
 
 /// The address (value) of symbol `name`.
@@ -90,7 +109,12 @@ pub(crate) mod testelf {
     }
 
     pub fn seg(addr: u64, data: &[u8]) -> Segment {
-        Segment { vaddr: addr, paddr: addr, data: data.to_vec(), memsz: data.len() as u64 }
+        Segment {
+            vaddr: addr,
+            paddr: addr,
+            data: data.to_vec(),
+            memsz: data.len() as u64,
+        }
     }
 
     /// An AArch64 ELF64 executable with the given PT_LOAD segments and absolute symbols.
@@ -153,18 +177,19 @@ pub(crate) mod testelf {
         out.extend_from_slice(&strtab);
         out.extend_from_slice(&shstrtab);
         out.resize(shoff as usize, 0);
-        let mut sh = |name: u32, ty: u32, off: u64, size: u64, link: u32, info: u32, entsize: u64| {
-            p32(&mut out, name);
-            p32(&mut out, ty);
-            p64(&mut out, 0);
-            p64(&mut out, 0);
-            p64(&mut out, off);
-            p64(&mut out, size);
-            p32(&mut out, link);
-            p32(&mut out, info);
-            p64(&mut out, 1);
-            p64(&mut out, entsize);
-        };
+        let mut sh =
+            |name: u32, ty: u32, off: u64, size: u64, link: u32, info: u32, entsize: u64| {
+                p32(&mut out, name);
+                p32(&mut out, ty);
+                p64(&mut out, 0);
+                p64(&mut out, 0);
+                p64(&mut out, off);
+                p64(&mut out, size);
+                p32(&mut out, link);
+                p32(&mut out, info);
+                p64(&mut out, 1);
+                p64(&mut out, entsize);
+            };
         sh(0, 0, 0, 0, 0, 0, 0);
         sh(1, 2, symtab_off, symtab.len() as u64, 2, 1, 24);
         sh(9, 3, strtab_off, strtab.len() as u64, 0, 0, 0);
@@ -185,7 +210,12 @@ mod tests {
                 seg(0x4020_2000, &[3, 4]),
                 seg(0x4020_0000, &[1, 2, 3]),
                 // .bss only: left out
-                Segment { vaddr: 0x4030_0000, paddr: 0x4030_0000, data: vec![], memsz: 0x1000 },
+                Segment {
+                    vaddr: 0x4030_0000,
+                    paddr: 0x4030_0000,
+                    data: vec![],
+                    memsz: 0x1000,
+                },
             ],
             0x4020_0001,
             &[],
@@ -202,7 +232,12 @@ mod tests {
     #[test]
     fn entry_is_translated_to_physical() {
         let elf = build(
-            &[Segment { vaddr: 0xffff_0000_0000_0000, paddr: 0x8000_0000, data: vec![0; 16], memsz: 16 }],
+            &[Segment {
+                vaddr: 0xffff_0000_0000_0000,
+                paddr: 0x8000_0000,
+                data: vec![0; 16],
+                memsz: 16,
+            }],
             0xffff_0000_0000_0008,
             &[],
         );
@@ -212,8 +247,12 @@ mod tests {
 
     #[test]
     fn refuses_bad_files() {
-        assert!(flatten(b"not an elf").unwrap_err().contains("not a 64-bit ELF"));
-        assert!(flatten(&build(&[], 0, &[])).unwrap_err().contains("no PT_LOAD"));
+        assert!(flatten(b"not an elf")
+            .unwrap_err()
+            .contains("not a 64-bit ELF"));
+        assert!(flatten(&build(&[], 0, &[]))
+            .unwrap_err()
+            .contains("no PT_LOAD"));
         let overlap = build(&[seg(0x1000, &[1; 32]), seg(0x1010, &[2])], 0x1000, &[]);
         assert!(flatten(&overlap).unwrap_err().contains("overlap"));
         let outside = build(&[seg(0x1000, &[1; 4])], 0x9000, &[]);
@@ -225,10 +264,16 @@ mod tests {
 
     #[test]
     fn finds_symbols() {
-        let elf = build(&[seg(0x1000, &[0; 8])], 0x1000, &[("VICTIM_PATTERN", 0x8000_2040), ("__data_start", 7)]);
+        let elf = build(
+            &[seg(0x1000, &[0; 8])],
+            0x1000,
+            &[("VICTIM_PATTERN", 0x8000_2040), ("__data_start", 7)],
+        );
         assert_eq!(symbol_address(&elf, "VICTIM_PATTERN").unwrap(), 0x8000_2040);
         assert_eq!(symbol_address(&elf, "__data_start").unwrap(), 7);
-        assert!(symbol_address(&elf, "nope").unwrap_err().contains("`nope` not found"));
+        assert!(symbol_address(&elf, "nope")
+            .unwrap_err()
+            .contains("`nope` not found"));
     }
 
     #[test]

@@ -9,7 +9,11 @@ pub enum ConsoleLine {
     /// `#HV <event> key=value ...`: a hypervisor record.
     Hv(HvRecord),
     /// `<vm>| <text>`: a line a guest printed, with the harness event it carries, if any.
-    Guest { vm: String, text: String, event: Option<HtEvent> },
+    Guest {
+        vm: String,
+        text: String,
+        event: Option<HtEvent>,
+    },
     /// Anything else: hypervisor log lines (`[INFO] ...`), QEMU noise, partial lines.
     Other(String),
 }
@@ -26,21 +30,35 @@ pub struct HvRecord {
 
 impl HvRecord {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// A harness event inside a guest line (`#HT <event> ...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HtEvent {
-    Begin { tests: Option<usize> },
+    Begin {
+        tests: Option<usize>,
+    },
     List(String),
     Run(String),
     Pass(String),
-    Fail { test: String, message: String },
+    Fail {
+        test: String,
+        message: String,
+    },
     ExpectStop(String),
-    Metric { name: String, value: String },
-    Done { passed: Option<usize>, failed: Option<usize> },
+    Metric {
+        name: String,
+        value: String,
+    },
+    Done {
+        passed: Option<usize>,
+        failed: Option<usize>,
+    },
     /// A `#HT` line this runner does not understand (kept for the log, otherwise ignored).
     Unknown(String),
 }
@@ -53,7 +71,11 @@ pub fn parse_line(line: &str) -> ConsoleLine {
     }
     if let Some((vm, text)) = split_guest_line(line) {
         let event = text.strip_prefix("#HT ").map(parse_ht);
-        return ConsoleLine::Guest { vm: vm.to_string(), text: text.to_string(), event };
+        return ConsoleLine::Guest {
+            vm: vm.to_string(),
+            text: text.to_string(),
+            event,
+        };
     }
     ConsoleLine::Other(line.to_string())
 }
@@ -62,7 +84,11 @@ fn parse_hv(rest: &str) -> HvRecord {
     let rest = rest.trim_start();
     let (event, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     let rest = rest.trim();
-    HvRecord { event: event.to_string(), rest: rest.to_string(), fields: key_values(rest) }
+    HvRecord {
+        event: event.to_string(),
+        rest: rest.to_string(),
+        fields: key_values(rest),
+    }
 }
 
 fn key_values(s: &str) -> Vec<(String, String)> {
@@ -79,7 +105,9 @@ fn split_guest_line(line: &str) -> Option<(&str, &str)> {
     let name = &line[..bar];
     let valid = !name.is_empty()
         && name.len() < 32
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
     if !valid {
         return None;
     }
@@ -93,29 +121,44 @@ fn parse_ht(s: &str) -> HtEvent {
     let rest = rest.trim();
     let name = || rest.split_whitespace().next().map(str::to_string);
     let num = |key: &str| {
-        key_values(rest).into_iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok())
+        key_values(rest)
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse().ok())
     };
     let unknown = || HtEvent::Unknown(s.to_string());
     match event {
-        "begin" => HtEvent::Begin { tests: num("tests") },
+        "begin" => HtEvent::Begin {
+            tests: num("tests"),
+        },
         "list" => name().map_or_else(unknown, HtEvent::List),
         "run" => name().map_or_else(unknown, HtEvent::Run),
         "pass" => name().map_or_else(unknown, HtEvent::Pass),
         "expect-stop" => name().map_or_else(unknown, HtEvent::ExpectStop),
         "fail" => match rest.split_once(char::is_whitespace) {
-            Some((test, message)) => {
-                HtEvent::Fail { test: test.to_string(), message: message.trim().to_string() }
-            }
-            None if !rest.is_empty() => HtEvent::Fail { test: rest.to_string(), message: String::new() },
+            Some((test, message)) => HtEvent::Fail {
+                test: test.to_string(),
+                message: message.trim().to_string(),
+            },
+            None if !rest.is_empty() => HtEvent::Fail {
+                test: rest.to_string(),
+                message: String::new(),
+            },
             None => unknown(),
         },
         "metric" => match rest.split_once('=') {
             Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
-                HtEvent::Metric { name: name.trim().to_string(), value: value.trim().to_string() }
+                HtEvent::Metric {
+                    name: name.trim().to_string(),
+                    value: value.trim().to_string(),
+                }
             }
             _ => unknown(),
         },
-        "done" => HtEvent::Done { passed: num("passed"), failed: num("failed") },
+        "done" => HtEvent::Done {
+            passed: num("passed"),
+            failed: num("failed"),
+        },
         _ => unknown(),
     }
 }
@@ -125,7 +168,11 @@ mod tests {
     use super::*;
 
     fn guest(vm: &str, text: &str, event: Option<HtEvent>) -> ConsoleLine {
-        ConsoleLine::Guest { vm: vm.into(), text: text.into(), event }
+        ConsoleLine::Guest {
+            vm: vm.into(),
+            text: text.into(),
+            event,
+        }
     }
 
     #[test]
@@ -141,54 +188,106 @@ mod tests {
         assert_eq!(r.get("access"), Some("read"));
         assert_eq!(r.get("missing"), None);
 
-        let ConsoleLine::Hv(r) = parse_line("#HV panic at src/x.rs:3: oh no a=b") else { panic!() };
+        let ConsoleLine::Hv(r) = parse_line("#HV panic at src/x.rs:3: oh no a=b") else {
+            panic!()
+        };
         assert_eq!(r.event, "panic");
         assert_eq!(r.rest, "at src/x.rs:3: oh no a=b");
 
-        let ConsoleLine::Hv(r) = parse_line("#HV all-stopped") else { panic!() };
+        let ConsoleLine::Hv(r) = parse_line("#HV all-stopped") else {
+            panic!()
+        };
         assert_eq!((r.event.as_str(), r.rest.as_str()), ("all-stopped", ""));
     }
 
     #[test]
     fn records_must_start_the_line() {
-        assert_eq!(parse_line(" #HV panic x"), ConsoleLine::Other(" #HV panic x".into()));
-        assert_eq!(parse_line("[INFO] #HV boot"), ConsoleLine::Other("[INFO] #HV boot".into()));
+        assert_eq!(
+            parse_line(" #HV panic x"),
+            ConsoleLine::Other(" #HV panic x".into())
+        );
+        assert_eq!(
+            parse_line("[INFO] #HV boot"),
+            ConsoleLine::Other("[INFO] #HV boot".into())
+        );
         // A guest cannot forge a record: its line carries its name.
-        assert_eq!(parse_line("evil| #HV panic x"), guest("evil", "#HV panic x", None));
+        assert_eq!(
+            parse_line("evil| #HV panic x"),
+            guest("evil", "#HV panic x", None)
+        );
     }
 
     #[test]
     fn guest_lines_and_events() {
-        assert_eq!(parse_line("alpha| hello | world"), guest("alpha", "hello | world", None));
+        assert_eq!(
+            parse_line("alpha| hello | world"),
+            guest("alpha", "hello | world", None)
+        );
         assert_eq!(parse_line("alpha|"), guest("alpha", "", None));
-        assert_eq!(parse_line("bad name| x"), ConsoleLine::Other("bad name| x".into()));
+        assert_eq!(
+            parse_line("bad name| x"),
+            ConsoleLine::Other("bad name| x".into())
+        );
         assert_eq!(parse_line("| x"), ConsoleLine::Other("| x".into()));
         let ev = |l: &str| match parse_line(l) {
             ConsoleLine::Guest { event: Some(e), .. } => e,
             other => panic!("{other:?}"),
         };
-        assert_eq!(ev("b| #HT begin tests=3"), HtEvent::Begin { tests: Some(3) });
-        assert_eq!(ev("b| #HT list psci_version"), HtEvent::List("psci_version".into()));
-        assert_eq!(ev("b| #HT run psci_version"), HtEvent::Run("psci_version".into()));
-        assert_eq!(ev("b| #HT pass psci_version\r"), HtEvent::Pass("psci_version".into()));
+        assert_eq!(
+            ev("b| #HT begin tests=3"),
+            HtEvent::Begin { tests: Some(3) }
+        );
+        assert_eq!(
+            ev("b| #HT list psci_version"),
+            HtEvent::List("psci_version".into())
+        );
+        assert_eq!(
+            ev("b| #HT run psci_version"),
+            HtEvent::Run("psci_version".into())
+        );
+        assert_eq!(
+            ev("b| #HT pass psci_version\r"),
+            HtEvent::Pass("psci_version".into())
+        );
         assert_eq!(
             ev("b| #HT fail t expected 1, got 2 <&>"),
-            HtEvent::Fail { test: "t".into(), message: "expected 1, got 2 <&>".into() }
+            HtEvent::Fail {
+                test: "t".into(),
+                message: "expected 1, got 2 <&>".into()
+            }
         );
-        assert_eq!(ev("b| #HT fail t"), HtEvent::Fail { test: "t".into(), message: "".into() });
+        assert_eq!(
+            ev("b| #HT fail t"),
+            HtEvent::Fail {
+                test: "t".into(),
+                message: "".into()
+            }
+        );
         assert_eq!(ev("b| #HT expect-stop t"), HtEvent::ExpectStop("t".into()));
         assert_eq!(
             ev("b| #HT metric hvc_null_cycles=1234.5"),
-            HtEvent::Metric { name: "hvc_null_cycles".into(), value: "1234.5".into() }
+            HtEvent::Metric {
+                name: "hvc_null_cycles".into(),
+                value: "1234.5".into()
+            }
         );
         assert_eq!(
             ev("b| #HT done passed=2 failed=1"),
-            HtEvent::Done { passed: Some(2), failed: Some(1) }
+            HtEvent::Done {
+                passed: Some(2),
+                failed: Some(1)
+            }
         );
-        assert_eq!(ev("b| #HT frobnicate"), HtEvent::Unknown("frobnicate".into()));
+        assert_eq!(
+            ev("b| #HT frobnicate"),
+            HtEvent::Unknown("frobnicate".into())
+        );
         assert_eq!(ev("b| #HT run"), HtEvent::Unknown("run".into()));
         assert_eq!(ev("b| #HT metric x"), HtEvent::Unknown("metric x".into()));
         // `#HT` must start the guest text.
-        assert_eq!(parse_line("b| say #HT pass t"), guest("b", "say #HT pass t", None));
+        assert_eq!(
+            parse_line("b| say #HT pass t"),
+            guest("b", "say #HT pass t", None)
+        );
     }
 }

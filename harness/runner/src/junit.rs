@@ -60,13 +60,26 @@ pub fn junit_xml(reports: &[SuiteReport]) -> String {
             if let Some(f) = &c.failure {
                 let mut body = f.clone();
                 if !r.tail.is_empty() {
-                    let _ = write!(body, "\n\nlast console lines of the suite ({}):\n", r.log.display());
+                    let _ = write!(
+                        body,
+                        "\n\nlast console lines of the suite ({}):\n",
+                        r.log.display()
+                    );
                     body.push_str(&r.tail.join("\n"));
                 }
-                let _ = writeln!(x, "      <failure message=\"{}\">{}</failure>", escape(f), escape(&body));
+                let _ = writeln!(
+                    x,
+                    "      <failure message=\"{}\">{}</failure>",
+                    escape(f),
+                    escape(&body)
+                );
             }
             if !c.output.is_empty() {
-                let _ = writeln!(x, "      <system-out>{}</system-out>", escape(&c.output.join("\n")));
+                let _ = writeln!(
+                    x,
+                    "      <system-out>{}</system-out>",
+                    escape(&c.output.join("\n"))
+                );
             }
             x.push_str("    </testcase>\n");
         }
@@ -109,9 +122,17 @@ mod tests {
                     name: "read".into(),
                     failure: Some("expected \"stop\" & <got> none".into()),
                     time: Duration::ZERO,
-                    output: vec!["#HV vm-fault id=2 name=attacker ipa=0x50000000 access=read".into()],
+                    output: vec![
+                        "#HV vm-fault id=2 name=attacker ipa=0x50000000 access=read".into()
+                    ],
                 },
-                CaseResult { vm: None, name: "overlap".into(), failure: None, time: Duration::ZERO, output: vec![] },
+                CaseResult {
+                    vm: None,
+                    name: "overlap".into(),
+                    failure: None,
+                    time: Duration::ZERO,
+                    output: vec![],
+                },
             ],
             tail: vec!["attacker| \x07bell".into()],
             log: PathBuf::from("target/harness/iso.log"),
@@ -121,15 +142,24 @@ mod tests {
         assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
         assert!(x.contains("tests=\"3\" failures=\"1\""));
         assert!(x.contains("<testsuite name=\"iso&lt;1&gt;\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"1.500\">"));
-        assert!(x.contains("<testcase classname=\"iso&lt;1&gt;\" name=\"victim::pattern_intact\" time=\"0.250\"/>"));
+        assert!(x.contains(
+            "<testcase classname=\"iso&lt;1&gt;\" name=\"victim::pattern_intact\" time=\"0.250\"/>"
+        ));
         assert!(x.contains("name=\"attacker::read\""));
-        assert!(x.contains("<failure message=\"expected &quot;stop&quot; &amp; &lt;got&gt; none\">"));
+        assert!(
+            x.contains("<failure message=\"expected &quot;stop&quot; &amp; &lt;got&gt; none\">")
+        );
         assert!(x.contains("attacker| \\u{7}bell</failure>"));
-        assert!(x.contains("<system-out>#HV vm-fault id=2 name=attacker ipa=0x50000000 access=read</system-out>"));
+        assert!(x.contains(
+            "<system-out>#HV vm-fault id=2 name=attacker ipa=0x50000000 access=read</system-out>"
+        ));
         assert!(x.contains("name=\"overlap\""));
         assert!(x.trim_end().ends_with("</testsuites>"));
         // Balanced elements.
         assert_eq!(x.matches("<testcase ").count(), 3);
-        assert_eq!(x.matches("</testcase>").count() + x.matches("\"/>").count(), 3);
+        assert_eq!(
+            x.matches("</testcase>").count() + x.matches("\"/>").count(),
+            3
+        );
     }
 }

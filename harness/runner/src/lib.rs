@@ -60,7 +60,8 @@ impl Artifacts {
 
 impl Symbols for Artifacts {
     fn guest_symbol(&self, program: &str, symbol: &str) -> Result<u64, String> {
-        elf::symbol_address(&self.guest_bytes(program)?, symbol).map_err(|e| format!("guest `{program}`: {e}"))
+        elf::symbol_address(&self.guest_bytes(program)?, symbol)
+            .map_err(|e| format!("guest `{program}`: {e}"))
     }
     fn hypervisor_symbol(&self, symbol: &str) -> Result<u64, String> {
         elf::symbol_address(&read(&self.hypervisor_elf, "hypervisor ELF")?, symbol)
@@ -109,7 +110,8 @@ pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteRepo
     let setup = || -> Result<(Suite, PathBuf), String> {
         let suite = suites::suite_by_name(name, artifacts)?;
         let bundle = suites::build_bundle(&suite.vms, artifacts)?;
-        fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+        fs::create_dir_all(out_dir)
+            .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
         let path = out_dir.join(format!("{name}.bundle.bin"));
         fs::write(&path, bundle).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok((suite, path))
@@ -117,7 +119,13 @@ pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteRepo
     let failed_setup = |why: String, tail: Vec<String>| SuiteReport {
         name: name.to_string(),
         time: start.elapsed(),
-        cases: vec![CaseResult { vm: None, name: "setup".into(), failure: Some(why), time: Duration::ZERO, output: vec![] }],
+        cases: vec![CaseResult {
+            vm: None,
+            name: "setup".into(),
+            failure: Some(why),
+            time: Duration::ZERO,
+            output: vec![],
+        }],
         tail,
         log: log.clone(),
         metrics: vec![],
@@ -150,8 +158,13 @@ pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteRepo
 }
 
 /// Runs QEMU until the suite is finished, timed out, or QEMU exits; logs the console.
-fn run_qemu(suite: &Suite, config: &QemuConfig, log_path: &Path) -> Result<(Monitor, Vec<String>), String> {
-    let file = File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+fn run_qemu(
+    suite: &Suite,
+    config: &QemuConfig,
+    log_path: &Path,
+) -> Result<(Monitor, Vec<String>), String> {
+    let file =
+        File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let mut log = BufWriter::new(file);
     let _ = writeln!(log, "xtask: {}", config.command_line());
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
@@ -246,5 +259,10 @@ pub fn run_suites(
             }
         }
     });
-    results.into_inner().unwrap().into_iter().flatten().collect()
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect()
 }

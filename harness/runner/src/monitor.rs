@@ -190,7 +190,9 @@ impl Monitor {
                 // The line belongs to the tests running in the VM (the event handler adds it to
                 // the test it names if that one was not running).
                 let seq = self.seq;
-                let Some(v) = self.vms.iter_mut().find(|v| v.name == vm) else { return };
+                let Some(v) = self.vms.iter_mut().find(|v| v.name == vm) else {
+                    return;
+                };
                 for t in v.tests.iter_mut().filter(|t| t.active()) {
                     if t.output.len() < MAX_TEST_OUTPUT {
                         t.output.push(line.trim_end().to_string());
@@ -206,11 +208,17 @@ impl Monitor {
     }
 
     fn vm_stopped(&self, name: &str) -> bool {
-        self.vms.iter().any(|v| v.name == name && v.stopped.is_some())
+        self.vms
+            .iter()
+            .any(|v| v.name == name && v.stopped.is_some())
     }
 
     fn on_event(&mut self, vm_name: &str, event: HtEvent, seq: u64, line: &str, now: Duration) {
-        let vi = self.vms.iter().position(|v| v.name == vm_name).expect("known VM");
+        let vi = self
+            .vms
+            .iter()
+            .position(|v| v.name == vm_name)
+            .expect("known VM");
         let requirement = self.vms[vi].pass_requires_stopped.clone();
         let requirement_met = requirement.as_deref().is_none_or(|r| self.vm_stopped(r));
         let v = &mut self.vms[vi];
@@ -243,7 +251,8 @@ impl Monitor {
                 let verdict = match (&t.status, requirement) {
                     (Status::Passed | Status::Failed(_), _) => None,
                     (Status::ExpectStop, _) => Some(Status::Failed(
-                        "reported pass after `expect-stop`, but the hypervisor did not stop the VM".into(),
+                        "reported pass after `expect-stop`, but the hypervisor did not stop the VM"
+                            .into(),
                     )),
                     (_, Some(other)) if !requirement_met => Some(Status::Failed(format!(
                         "passed before VM `{other}` was stopped, so the pass proves nothing \
@@ -261,7 +270,11 @@ impl Monitor {
                     t.output.push(line.to_string());
                 }
                 if !matches!(t.status, Status::Failed(_)) {
-                    let message = if message.is_empty() { "failed".to_string() } else { message };
+                    let message = if message.is_empty() {
+                        "failed".to_string()
+                    } else {
+                        message
+                    };
                     t.finish(Status::Failed(message), now);
                 }
             }
@@ -287,7 +300,11 @@ impl Monitor {
     fn on_record(&mut self, record: &HvRecord, line: &str, now: Duration) {
         match record.event.as_str() {
             "panic" => {
-                let message = if record.rest.is_empty() { "(no message)" } else { &record.rest };
+                let message = if record.rest.is_empty() {
+                    "(no message)"
+                } else {
+                    &record.rest
+                };
                 self.panic = Some(message.to_string());
                 for t in self.vms.iter_mut().flat_map(|v| v.tests.iter_mut()) {
                     if !t.finished() {
@@ -297,7 +314,10 @@ impl Monitor {
             }
             "all-stopped" => self.all_stopped = true,
             "vm-fault" | "vm-stopped" | "vm-start" | "vm-reset" => {
-                let Some(v) = record.get("name").and_then(|n| self.vms.iter_mut().find(|v| v.name == n)) else {
+                let Some(v) = record
+                    .get("name")
+                    .and_then(|n| self.vms.iter_mut().find(|v| v.name == n))
+                else {
                     return;
                 };
                 for t in v.tests.iter_mut().filter(|t| t.active()) {
@@ -306,11 +326,19 @@ impl Monitor {
                 match record.event.as_str() {
                     "vm-fault" => {
                         let field = |k: &str| record.get(k).unwrap_or("?").to_string();
-                        v.last_fault = Some(format!("vm-fault ipa={} access={}", field("ipa"), field("access")));
+                        v.last_fault = Some(format!(
+                            "vm-fault ipa={} access={}",
+                            field("ipa"),
+                            field("access")
+                        ));
                     }
                     "vm-stopped" => {
                         let reason = record.get("reason").unwrap_or("unknown").to_string();
-                        let fault = v.last_fault.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
+                        let fault = v
+                            .last_fault
+                            .as_ref()
+                            .map(|f| format!(" ({f})"))
+                            .unwrap_or_default();
                         for t in v.tests.iter_mut().filter(|t| t.active()) {
                             let status = match (&t.status, reason.as_str()) {
                                 (Status::ExpectStop, "fault" | "system-off") => Status::Passed,
@@ -359,7 +387,10 @@ impl Monitor {
             for t in v.tests.iter_mut().filter(|t| t.active()) {
                 if t.run_at.is_some_and(|at| at + limit <= now) {
                     let message = if t.status == Status::ExpectStop {
-                        format!("timed out after {} waiting for the hypervisor to stop the VM", secs(limit))
+                        format!(
+                            "timed out after {} waiting for the hypervisor to stop the VM",
+                            secs(limit)
+                        )
                     } else {
                         format!("timed out after {}", secs(limit))
                     };
@@ -415,48 +446,90 @@ impl Monitor {
         let note = self.end_note();
         let mut out = Vec::new();
         for v in &self.vms {
-            let stopped = v.stopped.as_ref().map(|r| format!("VM stopped: reason={r}"));
+            let stopped = v
+                .stopped
+                .as_ref()
+                .map(|r| format!("VM stopped: reason={r}"));
             if !v.begun && v.tests.is_empty() {
                 let why = match &stopped {
                     Some(s) => format!("VM never reported its tests ({s})"),
                     None => format!("VM never reported its tests ({note})"),
                 };
-                out.push(case(Some(&v.name), "(startup)", Some(why), Duration::ZERO, Vec::new()));
+                out.push(case(
+                    Some(&v.name),
+                    "(startup)",
+                    Some(why),
+                    Duration::ZERO,
+                    Vec::new(),
+                ));
             }
             for t in &v.tests {
                 let failure = match &t.status {
                     Status::Passed => None,
                     Status::Failed(m) => Some(m.clone()),
-                    Status::Listed => Some(format!("did not run ({})", stopped.as_ref().unwrap_or(&note))),
+                    Status::Listed => Some(format!(
+                        "did not run ({})",
+                        stopped.as_ref().unwrap_or(&note)
+                    )),
                     Status::Running => Some(format!("did not finish ({note})")),
-                    Status::ExpectStop => Some(format!("the hypervisor did not stop the VM ({note})")),
+                    Status::ExpectStop => {
+                        Some(format!("the hypervisor did not stop the VM ({note})"))
+                    }
                 };
                 let time = match (t.run_at, t.end_at) {
                     (Some(a), Some(b)) => b.saturating_sub(a),
                     _ => Duration::ZERO,
                 };
-                out.push(case(Some(&v.name), &t.name, failure, time, t.output.clone()));
+                out.push(case(
+                    Some(&v.name),
+                    &t.name,
+                    failure,
+                    time,
+                    t.output.clone(),
+                ));
             }
             if let Some(n) = v.announced {
                 let listed = v.tests.iter().filter(|t| t.listed).count();
                 if n != listed {
                     let why = format!("announced {n} tests but listed {listed}");
-                    out.push(case(Some(&v.name), "(listing)", Some(why), Duration::ZERO, Vec::new()));
+                    out.push(case(
+                        Some(&v.name),
+                        "(listing)",
+                        Some(why),
+                        Duration::ZERO,
+                        Vec::new(),
+                    ));
                 }
             }
         }
         for check in &self.checks {
             match check {
-                Check::Overlap { name, test, vms } => {
-                    out.push(case(None, name, self.overlap_failure(test, vms), Duration::ZERO, Vec::new()))
-                }
+                Check::Overlap { name, test, vms } => out.push(case(
+                    None,
+                    name,
+                    self.overlap_failure(test, vms),
+                    Duration::ZERO,
+                    Vec::new(),
+                )),
             }
         }
         if let Some(p) = &self.panic {
-            out.push(case(None, "hypervisor", Some(format!("hypervisor panic: {p}")), Duration::ZERO, Vec::new()));
+            out.push(case(
+                None,
+                "hypervisor",
+                Some(format!("hypervisor panic: {p}")),
+                Duration::ZERO,
+                Vec::new(),
+            ));
         }
         if let Some(q) = &self.qemu_failure {
-            out.push(case(None, "qemu", Some(q.clone()), Duration::ZERO, Vec::new()));
+            out.push(case(
+                None,
+                "qemu",
+                Some(q.clone()),
+                Duration::ZERO,
+                Vec::new(),
+            ));
         }
         out
     }
@@ -465,7 +538,11 @@ impl Monitor {
         let mut runs = Vec::new();
         let mut passes = Vec::new();
         for name in vms {
-            let t = self.vms.iter().find(|v| &v.name == name).and_then(|v| v.tests.iter().find(|t| t.name == test));
+            let t = self
+                .vms
+                .iter()
+                .find(|v| &v.name == name)
+                .and_then(|v| v.tests.iter().find(|t| t.name == test));
             let Some(run) = t.and_then(|t| t.run_seq) else {
                 return Some(format!("`{test}` never ran in VM {name}"));
             };
@@ -485,8 +562,20 @@ impl Monitor {
     }
 }
 
-fn case(vm: Option<&str>, name: &str, failure: Option<String>, time: Duration, output: Vec<String>) -> CaseResult {
-    CaseResult { vm: vm.map(str::to_string), name: name.to_string(), failure, time, output }
+fn case(
+    vm: Option<&str>,
+    name: &str,
+    failure: Option<String>,
+    time: Duration,
+    output: Vec<String>,
+) -> CaseResult {
+    CaseResult {
+        vm: vm.map(str::to_string),
+        name: name.to_string(),
+        failure,
+        time,
+        output,
+    }
 }
 
 #[cfg(test)]
@@ -497,7 +586,14 @@ mod tests {
     const T: Duration = Duration::from_secs(30);
 
     fn suite(vms: Vec<SuiteVm>) -> Suite {
-        Suite { name: "s".into(), smp: 2, icount: false, test_timeout: T, vms, checks: vec![] }
+        Suite {
+            name: "s".into(),
+            smp: 2,
+            icount: false,
+            test_timeout: T,
+            vms,
+            checks: vec![],
+        }
     }
 
     fn isolation() -> Suite {
@@ -516,11 +612,18 @@ mod tests {
     }
 
     fn results(m: &Monitor) -> Vec<(String, Option<String>)> {
-        m.results().into_iter().map(|c| (c.id(), c.failure)).collect()
+        m.results()
+            .into_iter()
+            .map(|c| (c.id(), c.failure))
+            .collect()
     }
 
     fn failure(m: &Monitor, id: &str) -> Option<String> {
-        m.results().into_iter().find(|c| c.id() == id).unwrap_or_else(|| panic!("no case {id}")).failure
+        m.results()
+            .into_iter()
+            .find(|c| c.id() == id)
+            .unwrap_or_else(|| panic!("no case {id}"))
+            .failure
     }
 
     #[test]
@@ -548,15 +651,25 @@ mod tests {
             results(&m),
             vec![
                 ("basics::psci_version".into(), None),
-                ("basics::bad_hvc".into(), Some("expected NOT_SUPPORTED, got 0 <&>".into())),
-                ("basics::never".into(), Some("did not run (suite finished)".into())),
+                (
+                    "basics::bad_hvc".into(),
+                    Some("expected NOT_SUPPORTED, got 0 <&>".into())
+                ),
+                (
+                    "basics::never".into(),
+                    Some("did not run (suite finished)".into())
+                ),
             ]
         );
         let r = m.results();
         assert_eq!(r[0].time, Duration::from_secs(2));
         assert_eq!(
             r[0].output,
-            vec!["basics| #HT run psci_version", "basics| some output", "basics| #HT pass psci_version"]
+            vec![
+                "basics| #HT run psci_version",
+                "basics| some output",
+                "basics| #HT pass psci_version"
+            ]
         );
     }
 
@@ -580,7 +693,10 @@ mod tests {
         assert!(m.is_finished());
         assert_eq!(
             results(&m),
-            vec![("victim::pattern_intact".into(), None), ("attacker::read_blocked".into(), None)]
+            vec![
+                ("victim::pattern_intact".into(), None),
+                ("attacker::read_blocked".into(), None)
+            ]
         );
         let out = m.results()[1].output.join("\n");
         assert!(out.contains("ipa=0x50001040 access=read"), "{out}");
@@ -631,7 +747,9 @@ mod tests {
              attacker| #HT expect-stop b
              attacker| #HT fail b read returned 0x1234",
         );
-        assert!(failure(&m, "attacker::a").unwrap().contains("did not stop the VM"));
+        assert!(failure(&m, "attacker::a")
+            .unwrap()
+            .contains("did not stop the VM"));
         assert_eq!(failure(&m, "attacker::b").unwrap(), "read returned 0x1234");
         // Not stopped, and QEMU went away.
         let mut m = Monitor::new(&isolation());
@@ -643,8 +761,14 @@ mod tests {
         );
         m.qemu_exited("exit status 0", true);
         assert!(m.is_finished());
-        assert_eq!(failure(&m, "attacker::a").unwrap(), "the hypervisor did not stop the VM (QEMU exited)");
-        assert_eq!(failure(&m, "victim::(startup)").unwrap(), "VM never reported its tests (QEMU exited)");
+        assert_eq!(
+            failure(&m, "attacker::a").unwrap(),
+            "the hypervisor did not stop the VM (QEMU exited)"
+        );
+        assert_eq!(
+            failure(&m, "victim::(startup)").unwrap(),
+            "VM never reported its tests (QEMU exited)"
+        );
     }
 
     #[test]
@@ -667,7 +791,10 @@ mod tests {
         assert_eq!(failure(&m, "attacker::a"), None);
         // A failure is a failure, whatever the order.
         let mut m = Monitor::new(&isolation());
-        feed(&mut m, "#HV vm-stopped id=2 name=attacker reason=fault\nvictim| #HT fail p pattern changed");
+        feed(
+            &mut m,
+            "#HV vm-stopped id=2 name=attacker reason=fault\nvictim| #HT fail p pattern changed",
+        );
         assert_eq!(failure(&m, "victim::p").unwrap(), "pattern changed");
     }
 
@@ -689,7 +816,10 @@ mod tests {
             failure(&m, "basics::a").unwrap(),
             "VM stopped (reason=fault) (vm-fault ipa=0x0 access=exec) while the test was running"
         );
-        assert_eq!(failure(&m, "basics::b").unwrap(), "did not run (VM stopped: reason=fault)");
+        assert_eq!(
+            failure(&m, "basics::b").unwrap(),
+            "did not run (VM stopped: reason=fault)"
+        );
     }
 
     #[test]
@@ -708,7 +838,10 @@ mod tests {
              #HV vm-stopped id=1 name=victim reason=fault",
         );
         assert!(m.is_finished());
-        assert_eq!(m.panic_message(), Some("at src/vm.rs:10: stage-2 table corrupt"));
+        assert_eq!(
+            m.panic_message(),
+            Some("at src/vm.rs:10: stage-2 table corrupt")
+        );
         let p = "hypervisor panic: at src/vm.rs:10: stage-2 table corrupt".to_string();
         assert_eq!(
             results(&m),
@@ -724,7 +857,10 @@ mod tests {
 
     #[test]
     fn a_test_times_out_from_its_run_line() {
-        let mut m = Monitor::new(&suite(vec![SuiteVm::new("b", "basics"), SuiteVm::new("c", "basics")]));
+        let mut m = Monitor::new(&suite(vec![
+            SuiteVm::new("b", "basics"),
+            SuiteVm::new("c", "basics"),
+        ]));
         m.feed("b| #HT list slow", Duration::from_secs(1));
         m.feed("b| #HT list next", Duration::from_secs(1));
         m.feed("c| #HT list other", Duration::from_secs(1));
@@ -739,8 +875,14 @@ mod tests {
             results(&m),
             vec![
                 ("b::slow".into(), Some("timed out after 30s".into())),
-                ("b::next".into(), Some("did not run (suite stopped after b::slow timed out)".into())),
-                ("c::other".into(), Some("did not finish (suite stopped after b::slow timed out)".into())),
+                (
+                    "b::next".into(),
+                    Some("did not run (suite stopped after b::slow timed out)".into())
+                ),
+                (
+                    "c::other".into(),
+                    Some("did not finish (suite stopped after b::slow timed out)".into())
+                ),
             ]
         );
         assert_eq!(m.results()[0].time, T);
@@ -774,12 +916,17 @@ mod tests {
         }
         assert_eq!(m.deadline(), T * 20);
         m.timeout(T * 20);
-        assert!(failure(&m, "victim::(startup)").unwrap().contains("time limit of 600s"));
+        assert!(failure(&m, "victim::(startup)")
+            .unwrap()
+            .contains("time limit of 600s"));
     }
 
     #[test]
     fn overlap_check() {
-        let mut s = suite(vec![SuiteVm::new("spin_a", "spinner"), SuiteVm::new("spin_b", "spinner")]);
+        let mut s = suite(vec![
+            SuiteVm::new("spin_a", "spinner"),
+            SuiteVm::new("spin_b", "spinner"),
+        ]);
         s.checks.push(Check::Overlap {
             name: "overlap".into(),
             test: "spin".into(),
@@ -806,10 +953,19 @@ mod tests {
         );
         let mut m = Monitor::new(&s);
         feed(&mut m, "spin_a| #HT run spin\nspin_a| #HT pass spin");
-        assert_eq!(failure(&m, "overlap").unwrap(), "`spin` never ran in VM spin_b");
+        assert_eq!(
+            failure(&m, "overlap").unwrap(),
+            "`spin` never ran in VM spin_b"
+        );
         let mut m = Monitor::new(&s);
-        feed(&mut m, "spin_a| #HT run spin\nspin_b| #HT run spin\nspin_a| #HT pass spin");
-        assert_eq!(failure(&m, "overlap").unwrap(), "`spin` did not pass in VM spin_b");
+        feed(
+            &mut m,
+            "spin_a| #HT run spin\nspin_b| #HT run spin\nspin_a| #HT pass spin",
+        );
+        assert_eq!(
+            failure(&m, "overlap").unwrap(),
+            "`spin` did not pass in VM spin_b"
+        );
     }
 
     #[test]
@@ -835,7 +991,10 @@ mod tests {
             vec![
                 ("a::x".into(), None),
                 ("a::unlisted".into(), None),
-                ("a::(listing)".into(), Some("announced 2 tests but listed 1".into())),
+                (
+                    "a::(listing)".into(),
+                    Some("announced 2 tests but listed 1".into())
+                ),
             ]
         );
     }
@@ -853,10 +1012,19 @@ mod tests {
              bench| #HT pass hvc",
         );
         m.qemu_exited("exit status 1", false);
-        assert_eq!(m.metrics(), &[("hvc_null_ns".into(), "812".into()), ("hvc_null_cycles".into(), "1.5e3".into())]);
+        assert_eq!(
+            m.metrics(),
+            &[
+                ("hvc_null_ns".into(), "812".into()),
+                ("hvc_null_cycles".into(), "1.5e3".into())
+            ]
+        );
         assert_eq!(
             results(&m),
-            vec![("bench::hvc".into(), None), ("qemu".into(), Some("QEMU exited with exit status 1".into()))]
+            vec![
+                ("bench::hvc".into(), None),
+                ("qemu".into(), Some("QEMU exited with exit status 1".into()))
+            ]
         );
     }
 }

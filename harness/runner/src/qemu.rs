@@ -52,7 +52,10 @@ impl QemuConfig {
 
     /// The command line, for logs and for people to paste.
     pub fn command_line(&self) -> String {
-        std::iter::once(QEMU.to_string()).chain(self.args()).collect::<Vec<_>>().join(" ")
+        std::iter::once(QEMU.to_string())
+            .chain(self.args())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -91,14 +94,26 @@ impl Qemu {
         let mut cmd = Command::new(QEMU);
         cmd.args(config.args())
             .stdout(Stdio::piped())
-            .stdin(if options.inherit_stdin { Stdio::inherit() } else { Stdio::null() })
-            .stderr(if options.inherit_stderr { Stdio::inherit() } else { Stdio::piped() });
-        let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start {QEMU}: {e}")))?;
+            .stdin(if options.inherit_stdin {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if options.inherit_stderr {
+                Stdio::inherit()
+            } else {
+                Stdio::piped()
+            });
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {QEMU}: {e}")))?;
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
         let stdout = child.stdout.take().expect("piped stdout");
         let out_tx = tx.clone();
-        threads.push(std::thread::spawn(move || read_console(stdout, options.echo, out_tx)));
+        threads.push(std::thread::spawn(move || {
+            read_console(stdout, options.echo, out_tx)
+        }));
         if let Some(stderr) = child.stderr.take() {
             threads.push(std::thread::spawn(move || {
                 for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
@@ -109,7 +124,12 @@ impl Qemu {
                 }
             }));
         }
-        Ok(Qemu { child, rx, threads, status: None })
+        Ok(Qemu {
+            child,
+            rx,
+            threads,
+            status: None,
+        })
     }
 
     pub fn id(&self) -> u32 {
@@ -245,8 +265,14 @@ mod tests {
              -display none -serial stdio -monitor none -no-reboot \
              -kernel target/images/hypervisor.bin -initrd b.bin"
         );
-        let c = QemuConfig { icount: true, smp: 1, ..c };
-        assert!(c.command_line().ends_with("-initrd b.bin -icount shift=0,sleep=off"));
+        let c = QemuConfig {
+            icount: true,
+            smp: 1,
+            ..c
+        };
+        assert!(c
+            .command_line()
+            .ends_with("-initrd b.bin -icount shift=0,sleep=off"));
         assert!(c.command_line().contains(" -smp 1 "));
     }
 

@@ -26,9 +26,20 @@ pub fn summary(reports: &[SuiteReport], time: Duration) -> String {
         for r in reports.iter().filter(|r| r.failed() > 0) {
             let _ = writeln!(s, "\n---- {} ----", r.name);
             for c in r.cases.iter().filter(|c| !c.passed()) {
-                let _ = writeln!(s, "{}::{}: {}", r.name, c.id(), c.failure.as_deref().unwrap_or(""));
+                let _ = writeln!(
+                    s,
+                    "{}::{}: {}",
+                    r.name,
+                    c.id(),
+                    c.failure.as_deref().unwrap_or("")
+                );
             }
-            let _ = writeln!(s, "last {} console lines (full log: {}):", r.tail.len(), r.log.display());
+            let _ = writeln!(
+                s,
+                "last {} console lines (full log: {}):",
+                r.tail.len(),
+                r.log.display()
+            );
             for line in &r.tail {
                 let _ = writeln!(s, "    {line}");
             }
@@ -60,7 +71,13 @@ mod tests {
             name: "basics".into(),
             time: Duration::from_secs(2),
             cases: vec![
-                CaseResult { vm: Some("basics".into()), name: "a".into(), failure: None, time: Duration::ZERO, output: vec![] },
+                CaseResult {
+                    vm: Some("basics".into()),
+                    name: "a".into(),
+                    failure: None,
+                    time: Duration::ZERO,
+                    output: vec![],
+                },
                 CaseResult {
                     vm: Some("basics".into()),
                     name: "b".into(),
@@ -78,16 +95,28 @@ mod tests {
     #[test]
     fn lists_and_summarises() {
         let ok = report(None);
-        assert_eq!(case_lines(&ok), "test basics::basics::a ... ok\ntest basics::basics::b ... ok\n");
+        assert_eq!(
+            case_lines(&ok),
+            "test basics::basics::a ... ok\ntest basics::basics::b ... ok\n"
+        );
         let s = summary(&[ok], Duration::from_millis(1234));
-        assert_eq!(s, "\ntest result: ok. 2 passed; 0 failed; finished in 1.23s\n");
+        assert_eq!(
+            s,
+            "\ntest result: ok. 2 passed; 0 failed; finished in 1.23s\n"
+        );
 
         let bad = report(Some("boom"));
         assert!(case_lines(&bad).ends_with("test basics::basics::b ... FAILED\n"));
         let s = summary(&[bad], Duration::from_secs(1));
-        assert!(s.contains("---- basics ----\nbasics::basics::b: boom\n"), "{s}");
+        assert!(
+            s.contains("---- basics ----\nbasics::basics::b: boom\n"),
+            "{s}"
+        );
         assert!(s.contains("    basics| #HT fail b boom\n"), "{s}");
         assert!(s.contains("full log: target/harness/basics.log"), "{s}");
-        assert!(s.ends_with("test result: FAILED. 1 passed; 1 failed; finished in 1.00s\n"), "{s}");
+        assert!(
+            s.ends_with("test result: FAILED. 1 passed; 1 failed; finished in 1.00s\n"),
+            "{s}"
+        );
     }
 }

@@ -89,7 +89,11 @@ impl SuiteVm {
 pub enum Check {
     /// Every listed VM printed `#HT run <test>` before any of them printed `#HT pass <test>`:
     /// the VMs ran at the same time. Reported as test case `<name>`.
-    Overlap { name: String, test: String, vms: Vec<String> },
+    Overlap {
+        name: String,
+        test: String,
+        vms: Vec<String>,
+    },
 }
 
 /// Where suites get the addresses they aim at.
@@ -145,7 +149,9 @@ fn suite(name: &str, smp: u32, vms: Vec<SuiteVm>) -> Suite {
 /// The victim of the isolation suites, optionally pinned at [`VICTIM_PA`]. Its passes only count
 /// once `stopped_first` has been stopped: it proves it survived the other VM's end.
 fn victim(stopped_first: &str, pinned: bool) -> SuiteVm {
-    let vm = SuiteVm::new("victim", "victim").cmdline("wait_ms=2000").pass_requires_stopped(stopped_first);
+    let vm = SuiteVm::new("victim", "victim")
+        .cmdline("wait_ms=2000")
+        .pass_requires_stopped(stopped_first);
     if pinned {
         vm.fixed_pa(VICTIM_PA)
     } else {
@@ -172,21 +178,38 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
     let s = match name {
         "basics" => suite("basics", 2, vec![SuiteVm::new("basics", "basics").vcpus(2)]),
         "isolation_read_other_vm" | "isolation_write_other_vm" => {
-            let access = if name.contains("write") { "write" } else { "read" };
+            let access = if name.contains("write") {
+                "write"
+            } else {
+                "read"
+            };
             let target = victim_pattern_pa(symbols)?;
-            suite(name, 2, vec![victim("attacker", true), attacker(target, access)])
+            suite(
+                name,
+                2,
+                vec![victim("attacker", true), attacker(target, access)],
+            )
         }
         "isolation_read_hypervisor" => {
             let target = symbols.hypervisor_symbol("__data_start")?;
-            suite(name, 2, vec![victim("attacker", false), attacker(target, "read")])
+            suite(
+                name,
+                2,
+                vec![victim("attacker", false), attacker(target, "read")],
+            )
         }
-        "isolation_read_unmapped_ipa" => {
-            suite(name, 2, vec![victim("attacker", false), attacker(UNMAPPED_IPA, "read")])
-        }
+        "isolation_read_unmapped_ipa" => suite(
+            name,
+            2,
+            vec![victim("attacker", false), attacker(UNMAPPED_IPA, "read")],
+        ),
         "system_off_one_vm" => suite(
             name,
             2,
-            vec![SuiteVm::new("quitter", "system_off"), victim("quitter", false)],
+            vec![
+                SuiteVm::new("quitter", "system_off"),
+                victim("quitter", false),
+            ],
         ),
         "two_vms_two_cpus" => {
             let mut s = suite(
@@ -210,14 +233,22 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
             s.test_timeout = Duration::from_secs(120);
             s
         }
-        _ => return Err(format!("unknown suite `{name}` (suites: {})", ALL_SUITES.join(", "))),
+        _ => {
+            return Err(format!(
+                "unknown suite `{name}` (suites: {})",
+                ALL_SUITES.join(", ")
+            ))
+        }
     };
     Ok(s)
 }
 
 /// The `cargo xtask run` demo: VMs `alpha` and `beta` running the `demo` guest.
 pub fn demo_vms() -> Vec<SuiteVm> {
-    vec![SuiteVm::new("alpha", "demo").cmdline("ticks=5"), SuiteVm::new("beta", "demo").cmdline("ticks=5")]
+    vec![
+        SuiteVm::new("alpha", "demo").cmdline("ticks=5"),
+        SuiteVm::new("beta", "demo").cmdline("ticks=5"),
+    ]
 }
 
 /// `cmdline` with `vm_id=<id>` appended.
@@ -258,7 +289,9 @@ pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>
             fixed_pa: vm.fixed_pa,
         });
     }
-    builder.build().map_err(|e| format!("boot bundle refused: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("boot bundle refused: {e}"))
 }
 
 #[cfg(test)]
@@ -285,8 +318,16 @@ mod tests {
         fn guest_image(&self, program: &str) -> Result<FlatImage, String> {
             match program {
                 "missing" => Err("guest program `missing` not built".into()),
-                "low" => Ok(FlatImage { bytes: vec![1; 64], load_addr: 0x4000_0000, entry: 0x4000_0000 }),
-                _ => Ok(FlatImage { bytes: vec![1; 64], load_addr: 0x8000_1000, entry: 0x8000_1008 }),
+                "low" => Ok(FlatImage {
+                    bytes: vec![1; 64],
+                    load_addr: 0x4000_0000,
+                    entry: 0x4000_0000,
+                }),
+                _ => Ok(FlatImage {
+                    bytes: vec![1; 64],
+                    load_addr: 0x8000_1000,
+                    entry: 0x8000_1008,
+                }),
             }
         }
     }
@@ -305,7 +346,11 @@ mod tests {
             assert_eq!(b.vms().len(), s.vms.len());
             for (i, (spec, vm)) in b.vms().iter().zip(&s.vms).enumerate() {
                 assert_eq!(spec.name, vm.name);
-                assert!(spec.cmdline.ends_with(&format!("vm_id={}", i + 1)), "{}", spec.cmdline);
+                assert!(
+                    spec.cmdline.ends_with(&format!("vm_id={}", i + 1)),
+                    "{}",
+                    spec.cmdline
+                );
                 assert_eq!((spec.load_offset, spec.entry_offset), (0x1000, 0x1008));
                 assert_eq!(spec.ipa_base, TEST_GUEST_IPA_BASE);
                 assert_eq!(spec.ram_size, 16 << 20);
@@ -314,7 +359,9 @@ mod tests {
         }
         assert!(TEST_SUITES.iter().all(|s| ALL_SUITES.contains(s)));
         assert!(!TEST_SUITES.contains(&"bench"));
-        assert!(suite_by_name("nope", &Fake).unwrap_err().contains("unknown suite"));
+        assert!(suite_by_name("nope", &Fake)
+            .unwrap_err()
+            .contains("unknown suite"));
     }
 
     #[test]
@@ -333,7 +380,10 @@ mod tests {
         assert_eq!(vm(&s, "attacker").cmdline, "target=0x70000000 access=read");
         let s = suite_by_name("system_off_one_vm", &Fake).unwrap();
         assert_eq!(vm(&s, "quitter").program, "system_off");
-        assert_eq!(vm(&s, "victim").pass_requires_stopped.as_deref(), Some("quitter"));
+        assert_eq!(
+            vm(&s, "victim").pass_requires_stopped.as_deref(),
+            Some("quitter")
+        );
         let s = suite_by_name("bench", &Fake).unwrap();
         assert!(s.icount && s.vms[0].pmu && s.smp == 1);
     }

@@ -1126,7 +1126,10 @@ mod tests {
                 panic!("{path}: {err}; run scripts/fetch-dtbs.sh")
             }
             Err(err) => {
-                std::eprintln!(
+                // Straight to stderr, past the test harness's capture, so the skip shows.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "SKIP: {path} missing ({err}); run scripts/fetch-dtbs.sh to test real DTBs"
                 );
                 None

@@ -45,8 +45,9 @@ pub enum Power {
     On,
 }
 
+#[repr(C)]
 pub struct Vcpu {
-    /// Touched only by the physical CPU in `pcpu` (the vCPU is pinned there).
+    /// Must stay first (see `from_regs`). Touched only by the physical CPU in `pcpu` (the vCPU is pinned there).
     ctx: UnsafeCell<VcpuContext>,
     pub vm: &'static Vm,
     pub index: usize,
@@ -59,6 +60,17 @@ pub struct Vcpu {
 unsafe impl Sync for Vcpu {}
 
 impl Vcpu {
+    /// The vCPU whose register area is `regs`.
+    ///
+    /// # Safety
+    /// `regs` must point at the `regs` field of a live `Vcpu`'s context.
+    #[inline(always)]
+    pub unsafe fn from_regs(regs: *mut GuestRegs) -> &'static Vcpu {
+        // `Vcpu` and `VcpuContext` are `repr(C)` with the context, then the registers, first;
+        // `UnsafeCell` is `repr(transparent)`: the addresses coincide.
+        unsafe { &*(regs as *const Vcpu) }
+    }
+
     /// # Safety
     /// Only the physical CPU `self.pcpu` may call this, and not while another reference from
     /// this call is alive.

@@ -35,12 +35,14 @@ fn advance_pc(esr: u64) {
     ELR_EL2.set(ELR_EL2.get() + len);
 }
 
+#[cold]
 fn current_vcpu() -> &'static Vcpu {
     // SAFETY: we are on this CPU's exit path; nothing else borrows its scheduler state.
     let sched = unsafe { percpu::current().sched() };
     sched.current().expect("a guest exit always comes from the loaded vCPU")
 }
 
+#[inline(never)]
 fn reschedule() -> *mut GuestRegs {
     // SAFETY: as in `current_vcpu`.
     unsafe { percpu::current().sched() }.run_next()
@@ -70,18 +72,19 @@ fn stop_for_fault(vcpu: &Vcpu, esr: u64, access: &str, ipa: u64) {
 #[no_mangle]
 extern "C" fn handle_guest_sync(regs: *mut GuestRegs) -> *mut GuestRegs {
     let esr = ESR_EL2.get();
-    let vcpu = current_vcpu();
-    // SAFETY: `regs` is the loaded vCPU's register area, just saved by the exit path; this CPU
-    // is its only user.
+    // SAFETY: `regs` is the loaded vCPU's register area, just saved by the exit path, and it is
+    // the first field of that `Vcpu` (both `repr(C)`); this CPU is its only user.
+    let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
     // Hypercalls are the hot path (docs/benchmarks.md): decided first, everything else is out
-    // of line.
-    let action = if esr >> 26 == ec::HVC64 {
-        hypercall::handle(vcpu, x, Conduit::Hvc)
-    } else {
-        other_sync_exit(vcpu, x, esr)
-    };
-    match action {
+    // of line. They only write x0..x3, so the short restore path applies.
+    if esr >> 26 == ec::HVC64 {
+        return match hypercall::handle(vcpu, x, Conduit::Hvc) {
+            Action::Resume if vcpu.vm.is_running() => super::vectors::resume_same(regs),
+            _ => reschedule(),
+        };
+    }
+    match other_sync_exit(vcpu, x, esr) {
         Action::Resume if vcpu.vm.is_running() => regs,
         _ => reschedule(),
     }

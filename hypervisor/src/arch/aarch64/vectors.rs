@@ -139,12 +139,24 @@ hyp_crash_common:
     bl      hyp_crash
     b       .
 
-    // x0 = the GuestRegs of the vCPU to run. ELR_EL2, SPSR_EL2 and the vCPU's system
-    // registers are already loaded. Never returns: the next guest exit re-enters the vectors.
+    // x0 = the GuestRegs of the vCPU to run, with bit 0 set if that vCPU is the one that just
+    // exited and its callee-saved registers (x19..x29) are still live and unchanged (AAPCS64:
+    // the handler preserved them): then only x0..x18 and x30 need reloading. ELR_EL2, SPSR_EL2
+    // and the vCPU's system registers are already loaded. Never returns.
     .global enter_guest
 enter_guest:
+    tbnz    x0, #0, 1f
     mov     sp, x0
-    ldp     x2, x3, [sp, #16 * 1]
+    ldp     x18, x19, [sp, #16 * 9]
+    ldp     x20, x21, [sp, #16 * 10]
+    ldp     x22, x23, [sp, #16 * 11]
+    ldp     x24, x25, [sp, #16 * 12]
+    ldp     x26, x27, [sp, #16 * 13]
+    ldp     x28, x29, [sp, #16 * 14]
+    b       2f
+1:  sub     sp, x0, #1
+    ldr     x18, [sp, #16 * 9]
+2:  ldp     x2, x3, [sp, #16 * 1]
     ldp     x4, x5, [sp, #16 * 2]
     ldp     x6, x7, [sp, #16 * 3]
     ldp     x8, x9, [sp, #16 * 4]
@@ -152,12 +164,6 @@ enter_guest:
     ldp     x12, x13, [sp, #16 * 6]
     ldp     x14, x15, [sp, #16 * 7]
     ldp     x16, x17, [sp, #16 * 8]
-    ldp     x18, x19, [sp, #16 * 9]
-    ldp     x20, x21, [sp, #16 * 10]
-    ldp     x22, x23, [sp, #16 * 11]
-    ldp     x24, x25, [sp, #16 * 12]
-    ldp     x26, x27, [sp, #16 * 13]
-    ldp     x28, x29, [sp, #16 * 14]
     ldr     x30, [sp, #16 * 15]
     ldp     x0, x1, [sp, #16 * 0]
     eret
@@ -166,6 +172,12 @@ enter_guest:
     isb
 "#
 );
+
+/// Tags a register area for `enter_guest`'s short path: "this vCPU just exited and its
+/// x19..x29 were not changed in its saved context", so they need not be reloaded.
+pub fn resume_same(regs: *mut GuestRegs) -> *mut GuestRegs {
+    regs.wrapping_byte_add(1)
+}
 
 extern "C" {
     /// Loads the general-purpose registers from `regs` and returns to the guest.
