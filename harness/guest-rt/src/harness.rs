@@ -3,8 +3,9 @@
 //! A test is a function registered with [`test!`](crate::test); the macro puts a [`TestDesc`]
 //! into the `.ht_tests` linker section, which guest.ld keeps and brackets with
 //! `__ht_tests_start` / `__ht_tests_end`, so [`run_tests`] finds every test without a list to
-//! maintain. A test returns [`TestResult`]; [`check!`](crate::check) and
-//! [`check_eq!`](crate::check_eq) print the failure (with file and line) and return early.
+//! maintain. A test returns [`TestResult`]; [`check!`](crate::check),
+//! [`check_eq!`](crate::check_eq) and [`fail!`](crate::fail) print the failure (with file and
+//! line) and return early.
 //!
 //! Tests run one after the other on the boot vCPU. A panic or an unexpected exception anywhere
 //! ends the program: the current test fails, `#HT done` follows, and the VM powers off.
@@ -53,6 +54,15 @@ macro_rules! test {
     };
 }
 
+/// `fail!("format", args...)`: prints `#HT fail <test> <file>:<line>: <message>` and returns
+/// from the test.
+#[macro_export]
+macro_rules! fail {
+    ($($message:tt)+) => {
+        return Err($crate::harness::fail(file!(), line!(), format_args!($($message)+)))
+    };
+}
+
 /// `check!(condition)` or `check!(condition, "format", args...)`: if the condition is false,
 /// prints `#HT fail <test> <file>:<line>: <message>` and returns from the test.
 #[macro_export]
@@ -62,7 +72,7 @@ macro_rules! check {
     };
     ($condition:expr, $($message:tt)+) => {
         if !$condition {
-            return Err($crate::harness::fail(file!(), line!(), format_args!($($message)+)));
+            $crate::fail!($($message)+);
         }
     };
 }
