@@ -95,8 +95,6 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Failure> {
     .map_err(|e| Failure(e.to_string()))?;
     let outcome = watch_console(&mut qemu, opts);
     qemu.stop();
-    // The console may have ended without a newline.
-    println!();
     outcome.map(|msg| progress(&msg))
 }
 

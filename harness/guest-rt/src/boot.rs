@@ -79,7 +79,9 @@ pub fn parse(dtb: &[u8], dtb_ipa: u64) -> Result<BootInfo<'_>, DtbError> {
 /// `/chosen/bootargs` without its NUL terminator. (`fdt`'s own `Chosen::bootargs` panics on an
 /// empty property.)
 fn bootargs<'a>(fdt: &Fdt<'a>) -> Result<&'a str, DtbError> {
-    let Some(property) = fdt.find_node("/chosen").and_then(|chosen| chosen.property("bootargs"))
+    let Some(property) = fdt
+        .find_node("/chosen")
+        .and_then(|chosen| chosen.property("bootargs"))
     else {
         return Ok("");
     };
@@ -98,7 +100,9 @@ static BOOT_INFO: Shared<Option<BootInfo<'static>>> = Shared::new(None);
 /// # Panics
 /// Before the runtime has read the device tree, i.e. never from a program's code.
 pub fn boot_info() -> BootInfo<'static> {
-    BOOT_INFO.get().expect("boot_info() is only known once the runtime has booted")
+    BOOT_INFO
+        .get()
+        .expect("boot_info() is only known once the runtime has booted")
 }
 
 /// The device tree blob at `dtb_ipa`, its length taken from its header.
@@ -117,7 +121,9 @@ unsafe fn blob_at(dtb_ipa: u64) -> Result<&'static [u8], DtbError> {
     let start = dtb_ipa as usize as *const u8;
     // SAFETY: the caller guarantees readable memory; the header is at least this long.
     let prefix = unsafe { core::slice::from_raw_parts(start, HEADER_PREFIX) };
-    let word = |at: usize| u32::from_be_bytes([prefix[at], prefix[at + 1], prefix[at + 2], prefix[at + 3]]);
+    let word = |at: usize| {
+        u32::from_be_bytes([prefix[at], prefix[at + 1], prefix[at + 2], prefix[at + 3]])
+    };
     if word(0) != FDT_MAGIC {
         return Err(DtbError::Header(FdtError::BadMagic));
     }
@@ -171,7 +177,8 @@ pub(crate) mod tests {
 
         fn bytes_padded(&mut self, b: &[u8]) {
             self.structs.extend(b);
-            self.structs.resize(self.structs.len().next_multiple_of(4), 0);
+            self.structs
+                .resize(self.structs.len().next_multiple_of(4), 0);
         }
 
         pub fn begin(&mut self, name: &str) -> &mut Self {
@@ -233,7 +240,9 @@ pub(crate) mod tests {
     /// A guest device tree as the hypervisor describes it: 16 MiB at 0x8000_0000.
     pub(crate) fn guest_dtb(bootargs: Option<&str>, cpus: u32) -> Vec<u8> {
         let mut dt = DtWriter::default();
-        dt.begin("").prop_u32s("#address-cells", &[2]).prop_u32s("#size-cells", &[2]);
+        dt.begin("")
+            .prop_u32s("#address-cells", &[2])
+            .prop_u32s("#size-cells", &[2]);
         dt.begin("chosen");
         if let Some(args) = bootargs {
             dt.prop_str("bootargs", args);
@@ -243,7 +252,9 @@ pub(crate) mod tests {
             .prop_str("device_type", "memory")
             .prop_u32s("reg", &[0, 0x8000_0000, 0, 0x0100_0000])
             .end();
-        dt.begin("cpus").prop_u32s("#address-cells", &[1]).prop_u32s("#size-cells", &[0]);
+        dt.begin("cpus")
+            .prop_u32s("#address-cells", &[1])
+            .prop_u32s("#size-cells", &[0]);
         for i in 0..cpus {
             dt.begin(&format!("cpu@{i}"))
                 .prop_str("device_type", "cpu")
@@ -253,7 +264,10 @@ pub(crate) mod tests {
         }
         dt.begin("cpu-map").end(); // not a cpu node
         dt.end();
-        dt.begin("psci").prop_str("compatible", "arm,psci-1.0").prop_str("method", "hvc").end();
+        dt.begin("psci")
+            .prop_str("compatible", "arm,psci-1.0")
+            .prop_str("method", "hvc")
+            .end();
         dt.end().finish()
     }
 
@@ -278,21 +292,35 @@ pub(crate) mod tests {
     #[test]
     fn missing_or_empty_bootargs_is_an_empty_cmdline() {
         assert_eq!(parse(&guest_dtb(None, 1), 0).unwrap().cmdline.as_str(), "");
-        assert_eq!(parse(&guest_dtb(Some(""), 1), 0).unwrap().cmdline.as_str(), "");
+        assert_eq!(
+            parse(&guest_dtb(Some(""), 1), 0).unwrap().cmdline.as_str(),
+            ""
+        );
     }
 
     #[test]
     fn refuses_a_tree_without_cpus_or_memory() {
         assert_eq!(parse(&guest_dtb(None, 0), 0), Err(DtbError::NoCpus));
-        let no_memory = DtWriter::default().begin("").begin("cpus").end().end().finish();
+        let no_memory = DtWriter::default()
+            .begin("")
+            .begin("cpus")
+            .end()
+            .end()
+            .finish();
         assert_eq!(parse(&no_memory, 0), Err(DtbError::NoMemory));
     }
 
     #[test]
     fn refuses_what_is_not_a_device_tree() {
-        assert_eq!(parse(&[0u8; 64], 0), Err(DtbError::Header(FdtError::BadMagic)));
+        assert_eq!(
+            parse(&[0u8; 64], 0),
+            Err(DtbError::Header(FdtError::BadMagic))
+        );
         let mut truncated = guest_dtb(None, 1);
         truncated.truncate(100);
-        assert_eq!(parse(&truncated, 0), Err(DtbError::Header(FdtError::BufferTooSmall)));
+        assert_eq!(
+            parse(&truncated, 0),
+            Err(DtbError::Header(FdtError::BufferTooSmall))
+        );
     }
 }

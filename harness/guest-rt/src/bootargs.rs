@@ -78,7 +78,18 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_plain_number() {
-        for bad in ["", "0x", "+5", "-5", " 5", "5 ", "12a", "0xg", "1e3", "18446744073709551616"] {
+        for bad in [
+            "",
+            "0x",
+            "+5",
+            "-5",
+            " 5",
+            "5 ",
+            "12a",
+            "0xg",
+            "1e3",
+            "18446744073709551616",
+        ] {
             assert_eq!(parse_u64(bad), None, "{bad:?}");
         }
     }
@@ -88,7 +99,11 @@ mod tests {
         let c = Cmdline::new("console=hvc  target=0x80001000 access=read quiet");
         assert_eq!(c.param("target"), Some("0x80001000"));
         assert_eq!(c.param("access"), Some("read"));
-        assert_eq!(c.param("quiet"), None, "a bare word is not a key=value parameter");
+        assert_eq!(
+            c.param("quiet"),
+            None,
+            "a bare word is not a key=value parameter"
+        );
         assert_eq!(c.param("acc"), None, "keys match whole");
         assert_eq!(c.param_u64("target"), Some(0x8000_1000));
         assert_eq!(c.param_u64("access"), None);

@@ -84,13 +84,20 @@ fn with_line_buffer<R>(f: impl FnOnce(&mut LineBuffer) -> R) -> R {
 
 #[cfg(test)]
 fn sink(bytes: &[u8]) {
-    CAPTURED.with(|c| c.borrow_mut().push(String::from_utf8(bytes.to_vec()).unwrap()));
+    CAPTURED.with(|c| {
+        c.borrow_mut()
+            .push(String::from_utf8(bytes.to_vec()).unwrap())
+    });
 }
 
 /// The lines this test thread has written so far, without their newlines.
 #[cfg(test)]
 pub(crate) fn take_captured() -> Vec<String> {
-    CAPTURED.with(|c| c.take()).into_iter().map(|l| l.trim_end_matches('\n').to_string()).collect()
+    CAPTURED
+        .with(|c| c.take())
+        .into_iter()
+        .map(|l| l.trim_end_matches('\n').to_string())
+        .collect()
 }
 
 #[cfg(test)]

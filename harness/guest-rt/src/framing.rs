@@ -8,15 +8,26 @@ pub const NO_TEST: &str = "-";
 
 /// One framing record, displayed without its trailing newline.
 pub enum Event<'a> {
-    Begin { tests: usize },
+    Begin {
+        tests: usize,
+    },
     List(&'a str),
     Run(&'a str),
     Pass(&'a str),
     /// The message is kept on one line: a newline in it would end the record early.
-    Fail { test: &'a str, message: fmt::Arguments<'a> },
+    Fail {
+        test: &'a str,
+        message: fmt::Arguments<'a>,
+    },
     ExpectStop(&'a str),
-    Metric { name: &'a str, value: &'a dyn Display },
-    Done { passed: usize, failed: usize },
+    Metric {
+        name: &'a str,
+        value: &'a dyn Display,
+    },
+    Done {
+        passed: usize,
+        failed: usize,
+    },
 }
 
 impl Display for Event<'_> {
@@ -89,8 +100,20 @@ mod tests {
             (Event::Run("abi_version"), "#HT run abi_version"),
             (Event::Pass("abi_version"), "#HT pass abi_version"),
             (Event::ExpectStop("attack"), "#HT expect-stop attack"),
-            (Event::Metric { name: "x", value: &12 }, "#HT metric x=12"),
-            (Event::Done { passed: 2, failed: 1 }, "#HT done passed=2 failed=1"),
+            (
+                Event::Metric {
+                    name: "x",
+                    value: &12,
+                },
+                "#HT metric x=12",
+            ),
+            (
+                Event::Done {
+                    passed: 2,
+                    failed: 1,
+                },
+                "#HT done passed=2 failed=1",
+            ),
         ];
         for (event, text) in cases {
             assert_eq!(event.to_string(), text);
@@ -99,13 +122,19 @@ mod tests {
 
     #[test]
     fn fail_carries_its_message() {
-        let e = Event::Fail { test: "t", message: format_args!("a.rs:3: got {}", 5) };
+        let e = Event::Fail {
+            test: "t",
+            message: format_args!("a.rs:3: got {}", 5),
+        };
         assert_eq!(e.to_string(), "#HT fail t a.rs:3: got 5");
     }
 
     #[test]
     fn fail_message_stays_on_one_line() {
-        let e = Event::Fail { test: NO_TEST, message: format_args!("panic: one\ntwo\r\nthree") };
+        let e = Event::Fail {
+            test: NO_TEST,
+            message: format_args!("panic: one\ntwo\r\nthree"),
+        };
         assert_eq!(e.to_string(), "#HT fail - panic: one two  three");
     }
 

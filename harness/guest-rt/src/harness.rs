@@ -1,9 +1,9 @@
 //! Test registration, checks, and the run loop that reports through the `#HT` framing.
 //!
 //! A test is a function registered with [`test!`](crate::test); the macro puts a [`TestDesc`]
-//! into the `.ht_tests` linker section, which guest.ld keeps and brackets with
-//! `__ht_tests_start` / `__ht_tests_end`, so [`run_tests`] finds every test without a list to
-//! maintain. A test returns [`TestResult`]; [`check!`](crate::check),
+//! into a `.ht_tests.<line>` linker section, which guest.ld keeps, sorts by line and brackets
+//! with `__ht_tests_start` / `__ht_tests_end`, so [`run_tests`] finds every test, in source
+//! order, without a list to maintain. A test returns [`TestResult`]; [`check!`](crate::check),
 //! [`check_eq!`](crate::check_eq) and [`fail!`](crate::fail) print the failure (with file and
 //! line) and return early.
 //!
@@ -46,8 +46,10 @@ macro_rules! test {
         }
 
         const _: () = {
+            // One section per test, numbered by line, so that guest.ld can keep the tests in
+            // the order they are written.
             #[used]
-            #[link_section = ".ht_tests"]
+            #[link_section = concat!(".ht_tests.", line!())]
             static DESCRIPTOR: $crate::harness::TestDesc =
                 $crate::harness::TestDesc { name: stringify!($name), run: $name };
         };
@@ -123,7 +125,10 @@ fn emit(event: Event) {
 /// Prints the failure of the current test; what [`check!`](crate::check) calls.
 #[doc(hidden)]
 pub fn fail(file: &str, line: u32, message: fmt::Arguments) -> TestFailure {
-    emit(Event::Fail { test: current_test(), message: format_args!("{file}:{line}: {message}") });
+    emit(Event::Fail {
+        test: current_test(),
+        message: format_args!("{file}:{line}: {message}"),
+    });
     TestFailure { _reported: () }
 }
 
@@ -134,7 +139,10 @@ pub fn expect_stop(test: &str) {
 
 /// Reports a benchmark figure, `#HT metric <name>=<value>`.
 pub fn metric(name: &str, value: impl Display) {
-    emit(Event::Metric { name, value: &value });
+    emit(Event::Metric {
+        name,
+        value: &value,
+    });
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,7 +170,10 @@ pub fn run(tests: &'static [TestDesc]) -> Summary {
         }
         CURRENT_TEST.set(None);
     }
-    Summary { passed: PASSED.get(), failed: FAILED.get() }
+    Summary {
+        passed: PASSED.get(),
+        failed: FAILED.get(),
+    }
 }
 
 /// Every test registered with [`test!`](crate::test) in this program.
@@ -193,7 +204,10 @@ pub fn registered_tests() -> &'static [TestDesc] {
 /// Runs every registered test, prints `#HT done`, and powers the VM off.
 pub fn run_tests() -> ! {
     let summary = run(registered_tests());
-    emit(Event::Done { passed: summary.passed, failed: summary.failed });
+    emit(Event::Done {
+        passed: summary.passed,
+        failed: summary.failed,
+    });
     psci::system_off()
 }
 
@@ -219,9 +233,15 @@ pub(crate) fn abort(reason: fmt::Arguments) -> ! {
 }
 
 fn report_abort(reason: fmt::Arguments) {
-    let fail = Event::Fail { test: current_test(), message: reason };
+    let fail = Event::Fail {
+        test: current_test(),
+        message: reason,
+    };
     console::print_line_unbuffered(format_args!("{fail}"));
-    let done = Event::Done { passed: PASSED.get(), failed: FAILED.get() + 1 };
+    let done = Event::Done {
+        passed: PASSED.get(),
+        failed: FAILED.get() + 1,
+    };
     console::print_line_unbuffered(format_args!("{done}"));
 }
 
@@ -230,33 +250,53 @@ mod tests {
     use super::*;
     use crate::console::take_captured;
 
-    crate::test!(fn passes() {
-        check!(1 + 1 == 2);
-        check_eq!(2 * 2, 4);
-    });
+    crate::test!(
+        fn passes() {
+            let two = 2;
+            check!(two > 1);
+            check_eq!(two * 2, 4);
+        }
+    );
 
-    crate::test!(fn fails_a_check() {
-        check!(1 > 2, "one is not {}", "greater");
-        unreachable!("check! returns from the test");
-    });
+    crate::test!(
+        fn fails_a_check() {
+            check!(1 > 2, "one is not {}", "greater");
+            unreachable!("check! returns from the test");
+        }
+    );
 
-    crate::test!(fn fails_a_check_eq() {
-        let x0: i64 = 0;
-        check_eq!(x0, -1);
-    });
+    crate::test!(
+        fn fails_a_check_eq() {
+            let x0: i64 = 0;
+            check_eq!(x0, -1);
+        }
+    );
 
-    crate::test!(fn fails_a_check_eq_with_message() {
-        check_eq!(3u64, 4, "call {}", 7);
-    });
+    crate::test!(
+        fn fails_a_check_eq_with_message() {
+            check_eq!(3u64, 4, "call {}", 7);
+        }
+    );
 
-    crate::test!(fn propagates_with_question_mark() {
-        fails_a_check()?;
-    });
+    crate::test!(
+        fn propagates_with_question_mark() {
+            fails_a_check()?;
+        }
+    );
 
     static TESTS: [TestDesc; 3] = [
-        TestDesc { name: "passes", run: passes },
-        TestDesc { name: "fails_a_check", run: fails_a_check },
-        TestDesc { name: "passes_again", run: passes },
+        TestDesc {
+            name: "passes",
+            run: passes,
+        },
+        TestDesc {
+            name: "fails_a_check",
+            run: fails_a_check,
+        },
+        TestDesc {
+            name: "passes_again",
+            run: passes,
+        },
     ];
 
     // One test only: the counters are global, and host tests run in parallel threads.
@@ -268,18 +308,36 @@ mod tests {
         assert!(propagates_with_question_mark().is_err());
         let fails = take_captured();
         assert!(fails[0].starts_with("#HT fail - harness/guest-rt/src/harness.rs:"));
-        assert!(fails[0].ends_with(": x0 == -1 failed: left=0 right=-1"), "{}", fails[0]);
-        assert!(fails[1].ends_with(": call 7: left=3 right=4"), "{}", fails[1]);
+        assert!(
+            fails[0].ends_with(": x0 == -1 failed: left=0 right=-1"),
+            "{}",
+            fails[0]
+        );
+        assert!(
+            fails[1].ends_with(": call 7: left=3 right=4"),
+            "{}",
+            fails[1]
+        );
         assert!(fails[2].ends_with(": one is not greater"), "{}", fails[2]);
 
         let summary = run(&TESTS);
-        assert_eq!(summary, Summary { passed: 2, failed: 1 });
+        assert_eq!(
+            summary,
+            Summary {
+                passed: 2,
+                failed: 1
+            }
+        );
         let lines = take_captured();
         let fail_line = &lines[7];
         assert!(fail_line.starts_with("#HT fail fails_a_check harness/guest-rt/src/harness.rs:"));
         assert!(fail_line.ends_with(": one is not greater"));
         assert_eq!(
-            lines.iter().map(String::as_str).filter(|l| !l.starts_with("#HT fail")).collect::<Vec<_>>(),
+            lines
+                .iter()
+                .map(String::as_str)
+                .filter(|l| !l.starts_with("#HT fail"))
+                .collect::<Vec<_>>(),
             [
                 "#HT begin tests=3",
                 "#HT list passes",
@@ -297,14 +355,23 @@ mod tests {
         report_abort(format_args!("panic: boom\nsecond line"));
         assert_eq!(
             take_captured(),
-            ["#HT fail - panic: boom second line", "#HT done passed=2 failed=2"]
+            [
+                "#HT fail - panic: boom second line",
+                "#HT done passed=2 failed=2"
+            ]
         );
 
         expect_stop("attack");
-        metric("hvc_null_el2_insns", crate::framing::Tenths::ratio(25, 10).unwrap());
+        metric(
+            "hvc_null_el2_insns",
+            crate::framing::Tenths::ratio(25, 10).unwrap(),
+        );
         assert_eq!(
             take_captured(),
-            ["#HT expect-stop attack", "#HT metric hvc_null_el2_insns=2.5"]
+            [
+                "#HT expect-stop attack",
+                "#HT metric hvc_null_el2_insns=2.5"
+            ]
         );
     }
 }

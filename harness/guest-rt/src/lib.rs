@@ -12,8 +12,8 @@
 //! - wrappers for the calls guests make: PSCI ([`psci`]), project hypercalls ([`hv`]), time
 //!   ([`time`]), and plain cross-vCPU flags without atomics ([`sync`]).
 //!
-//! Everything but [`arch::aarch64`] is plain Rust, so host builds compile it (hardware access
-//! goes to [`arch::host`] stubs that are never run) and `cargo test` checks the pure logic.
+//! Everything but `arch::aarch64` is plain Rust, so host builds compile it (hardware access
+//! goes to `arch::host` stubs that are never run) and `cargo test` checks the pure logic.
 #![cfg_attr(not(test), no_std)]
 
 pub mod arch;
@@ -60,6 +60,10 @@ macro_rules! entry {
             let main: fn(u64) = $main;
             main(dtb_ipa)
         }
+
+        // Host builds: no entry point, but the signature is still checked.
+        #[cfg(not(target_os = "none"))]
+        const _: fn(u64) = $main;
     };
 }
 

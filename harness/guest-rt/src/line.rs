@@ -17,7 +17,10 @@ pub struct LineBuffer {
 
 impl LineBuffer {
     pub const fn new() -> Self {
-        Self { buf: [0; LINE_MAX], len: 0 }
+        Self {
+            buf: [0; LINE_MAX],
+            len: 0,
+        }
     }
 
     /// Whether a line has been started and not yet written out.
@@ -87,7 +90,9 @@ mod tests {
     fn collect(f: impl FnOnce(&mut LineBuffer, &mut dyn FnMut(&[u8]))) -> Vec<String> {
         let mut out = Vec::new();
         let mut line = LineBuffer::new();
-        f(&mut line, &mut |b: &[u8]| out.push(String::from_utf8(b.to_vec()).unwrap()));
+        f(&mut line, &mut |b: &[u8]| {
+            out.push(String::from_utf8(b.to_vec()).unwrap())
+        });
         out
     }
 
@@ -145,7 +150,7 @@ mod tests {
     #[test]
     fn formats_through_the_writer() {
         let out = collect(|line, flush| {
-            write!(line.writer(flush), "n={} hex={:#x}\n", 42, 255).unwrap();
+            writeln!(line.writer(flush), "n={} hex={:#x}", 42, 255).unwrap();
         });
         assert_eq!(out, ["n=42 hex=0xff\n"]);
     }

@@ -25,7 +25,10 @@ pub fn start_vcpu(target: u64, entry: fn()) -> i64 {
 
 /// `AFFINITY_INFO(target, level 0)`: compare with `AffinityState::X as i64`.
 pub fn affinity_info(target: u64) -> i64 {
-    hvc(PSCI_AFFINITY_INFO_64, [target, LowestAffinityLevel::All.into(), 0])[0] as i64
+    hvc(
+        PSCI_AFFINITY_INFO_64,
+        [target, LowestAffinityLevel::All.into(), 0],
+    )[0] as i64
 }
 
 /// `CPU_OFF`: turns this vCPU off. It only returns on an error, which is reported as a failure.

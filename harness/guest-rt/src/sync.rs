@@ -23,7 +23,9 @@ unsafe impl<T: Copy + Send> Sync for Shared<T> {}
 
 impl<T: Copy> Shared<T> {
     pub const fn new(value: T) -> Self {
-        Self { value: UnsafeCell::new(value) }
+        Self {
+            value: UnsafeCell::new(value),
+        }
     }
 
     pub fn get(&self) -> T {

@@ -22,7 +22,10 @@ pub fn now() -> u64 {
 /// If CNTFRQ_EL0 is 0 (nobody programmed it): every timeout would expire at once.
 pub fn frequency() -> u64 {
     let frequency = arch::counter_frequency();
-    assert!(frequency != 0, "CNTFRQ_EL0 is 0: the counter frequency is unknown");
+    assert!(
+        frequency != 0,
+        "CNTFRQ_EL0 is 0: the counter frequency is unknown"
+    );
     frequency
 }
 

@@ -4,10 +4,19 @@ use std::fmt::Write;
 
 use crate::SuiteReport;
 
-/// Escapes `s` for XML text and attribute values. Characters XML 1.0 cannot carry (most control
+/// Escapes `s` for an XML attribute value. Characters XML 1.0 cannot carry (most control
 /// characters) are written as `\u{..}`; tabs and line breaks become character references so
-/// that attribute values keep them.
+/// that the value keeps them.
 pub fn escape(s: &str) -> String {
+    escape_with(s, true)
+}
+
+/// Escapes `s` for XML element text (line breaks and tabs stay as they are).
+pub fn escape_text(s: &str) -> String {
+    escape_with(s, false)
+}
+
+fn escape_with(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -16,6 +25,7 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\n' | '\t' if !attribute => out.push(c),
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
@@ -71,14 +81,14 @@ pub fn junit_xml(reports: &[SuiteReport]) -> String {
                     x,
                     "      <failure message=\"{}\">{}</failure>",
                     escape(f),
-                    escape(&body)
+                    escape_text(&body)
                 );
             }
             if !c.output.is_empty() {
                 let _ = writeln!(
                     x,
                     "      <system-out>{}</system-out>",
-                    escape(&c.output.join("\n"))
+                    escape_text(&c.output.join("\n"))
                 );
             }
             x.push_str("    </testcase>\n");
@@ -102,6 +112,7 @@ mod tests {
         assert_eq!(escape("x\ny\tz\r"), "x&#10;y&#9;z&#13;");
         assert_eq!(escape("\x1b[31mred\0"), "\\u{1b}[31mred\\u{0}");
         assert_eq!(escape("ünïcødé ✓"), "ünïcødé ✓");
+        assert_eq!(escape_text("a\n\tb\r<"), "a\n\tb&#13;&lt;");
     }
 
     #[test]

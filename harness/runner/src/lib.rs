@@ -105,18 +105,56 @@ const GRACE: Duration = Duration::from_secs(2);
 /// `<out_dir>/<suite>.log` (the console) and `<out_dir>/<suite>.bundle.bin`. Never fails: a
 /// problem before QEMU starts is reported as a failed `setup` case.
 pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteReport {
+    match suites::suite_by_name(name, artifacts) {
+        Ok(suite) => run_suite_def(&suite, artifacts, out_dir),
+        Err(e) => failed_setup(name, out_dir, Instant::now(), e),
+    }
+}
+
+/// [`run_suite`] for a suite given by value (a custom one, or with other timeouts).
+pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> SuiteReport {
     let start = Instant::now();
+    let name = &suite.name;
     let log = out_dir.join(format!("{name}.log"));
-    let setup = || -> Result<(Suite, PathBuf), String> {
-        let suite = suites::suite_by_name(name, artifacts)?;
+    let setup = || -> Result<PathBuf, String> {
         let bundle = suites::build_bundle(&suite.vms, artifacts)?;
         fs::create_dir_all(out_dir)
             .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
         let path = out_dir.join(format!("{name}.bundle.bin"));
         fs::write(&path, bundle).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok((suite, path))
+        Ok(path)
     };
-    let failed_setup = |why: String, tail: Vec<String>| SuiteReport {
+    let bundle = match setup() {
+        Ok(path) => path,
+        Err(e) => return failed_setup(name, out_dir, start, e),
+    };
+    let config = QemuConfig {
+        smp: suite.smp,
+        gic: 3,
+        icount: suite.icount,
+        kernel: artifacts.hypervisor_bin.clone(),
+        initrd: bundle,
+    };
+    match run_qemu(suite, &config, &log) {
+        Ok((monitor, tail)) => SuiteReport {
+            name: name.to_string(),
+            time: start.elapsed(),
+            cases: monitor.results(),
+            tail,
+            log,
+            metrics: monitor.metrics().to_vec(),
+        },
+        Err(e) => failed_setup(name, out_dir, start, e),
+    }
+}
+
+/// The report of a suite that could not be started: one failed `setup` case (also written to
+/// the suite's log).
+fn failed_setup(name: &str, out_dir: &Path, start: Instant, why: String) -> SuiteReport {
+    let log = out_dir.join(format!("{name}.log"));
+    let _ = fs::create_dir_all(out_dir);
+    let _ = fs::write(&log, format!("xtask: suite not started: {why}\n"));
+    SuiteReport {
         name: name.to_string(),
         time: start.elapsed(),
         cases: vec![CaseResult {
@@ -126,34 +164,9 @@ pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteRepo
             time: Duration::ZERO,
             output: vec![],
         }],
-        tail,
-        log: log.clone(),
+        tail: vec![],
+        log,
         metrics: vec![],
-    };
-    let (suite, bundle) = match setup() {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = fs::write(&log, format!("xtask: suite not started: {e}\n"));
-            return failed_setup(e, vec![]);
-        }
-    };
-    let config = QemuConfig {
-        smp: suite.smp,
-        gic: 3,
-        icount: suite.icount,
-        kernel: artifacts.hypervisor_bin.clone(),
-        initrd: bundle,
-    };
-    match run_qemu(&suite, &config, &log) {
-        Ok((monitor, tail)) => SuiteReport {
-            name: name.to_string(),
-            time: start.elapsed(),
-            cases: monitor.results(),
-            tail,
-            log,
-            metrics: monitor.metrics().to_vec(),
-        },
-        Err(e) => failed_setup(e, vec![]),
     }
 }
 

@@ -153,15 +153,38 @@ impl Qemu {
     /// Kills QEMU if it still runs, waits for it, and returns the events not yet received.
     pub fn stop(&mut self) -> Vec<ConsoleEvent> {
         if self.status.is_none() {
-            if let Ok(None) = self.child.try_wait() {
-                let _ = self.child.kill();
-            }
+            self.terminate();
             let _ = self.wait();
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         self.rx.try_iter().collect()
+    }
+}
+
+impl Qemu {
+    /// Asks QEMU to quit with SIGTERM, so that it restores the terminal it may have put in raw
+    /// mode (`-serial stdio` on a terminal); kills it if it is still there after a second.
+    fn terminate(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if asked {
+            let until = std::time::Instant::now() + Duration::from_secs(1);
+            while std::time::Instant::now() < until {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = self.child.kill();
     }
 }
 

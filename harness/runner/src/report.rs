@@ -54,7 +54,8 @@ pub fn summary(reports: &[SuiteReport], time: Duration) -> String {
     let verdict = if failed == 0 { "ok" } else { "FAILED" };
     let _ = writeln!(
         s,
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; finished in {:.2}s",
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; \
+         0 filtered out; finished in {:.2}s",
         time.as_secs_f64()
     );
     s
@@ -102,7 +103,7 @@ mod tests {
         let s = summary(&[ok], Duration::from_millis(1234));
         assert_eq!(
             s,
-            "\ntest result: ok. 2 passed; 0 failed; finished in 1.23s\n"
+            "\ntest result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.23s\n"
         );
 
         let bad = report(Some("boom"));
@@ -115,7 +116,7 @@ mod tests {
         assert!(s.contains("    basics| #HT fail b boom\n"), "{s}");
         assert!(s.contains("full log: target/harness/basics.log"), "{s}");
         assert!(
-            s.ends_with("test result: FAILED. 1 passed; 1 failed; finished in 1.00s\n"),
+            s.ends_with("test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n"),
             "{s}"
         );
     }

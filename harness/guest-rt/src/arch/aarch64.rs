@@ -15,12 +15,12 @@ use super::{MAX_VCPUS, STACK_SIZE};
 
 pub use abi::guest::{hvc, smc};
 
-/// CPACR_EL1.FPEN, bits [21:20] = 0b11: FP/SIMD instructions at EL1 and EL0 are not trapped
+/// CPACR_EL1.FPEN, bits \[21:20\] = 0b11: FP/SIMD instructions at EL1 and EL0 are not trapped
 /// (Arm ARM, CPACR_EL1). Its reset value is UNKNOWN, and compiled Rust uses SIMD registers (for
 /// `memcpy`, for example), so it is set before any Rust code runs.
 const CPACR_EL1_FPEN_NO_TRAP: u64 = 0b11 << 20;
 
-/// MPIDR_EL1.Aff0, bits [7:0]: the hypervisor numbers vCPUs 0..n in Aff0, the same number PSCI
+/// MPIDR_EL1.Aff0, bits \[7:0\]: the hypervisor numbers vCPUs 0..n in Aff0, the same number PSCI
 /// `CPU_ON` takes as target.
 const MPIDR_AFF0_MASK: u64 = 0xff;
 

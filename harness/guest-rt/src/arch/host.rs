@@ -1,4 +1,4 @@
-//! Host stand-ins for [`super::aarch64`]: same signatures, never executed (guests only run in a
+//! Host stand-ins for `arch::aarch64`: same signatures, never executed (guests only run in a
 //! VM). They exist so that the runtime and the guest programs type-check and unit-test on the
 //! development machine.
 

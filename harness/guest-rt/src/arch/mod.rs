@@ -1,7 +1,7 @@
 //! The hardware seam: everything that needs an instruction the host does not have.
 //!
-//! [`aarch64`] is the real thing (entry points, exception vectors, system registers, `hvc`);
-//! [`host`] has the same functions as stubs, so that the rest of the runtime and the guest
+//! `aarch64` is the real thing (entry points, exception vectors, system registers, `hvc`);
+//! `host` has the same functions as stubs, so that the rest of the runtime and the guest
 //! programs compile, and their pure logic is tested, on the development machine. Host stubs are
 //! never run: guests only execute inside a VM.
 
