@@ -72,9 +72,12 @@ fn sink(bytes: &[u8]) {
 
 // Host unit tests: each test thread has its own line buffer, and finished lines are captured.
 #[cfg(test)]
+use std::cell::RefCell;
+
+#[cfg(test)]
 std::thread_local! {
-    static LINE: std::cell::RefCell<LineBuffer> = const { std::cell::RefCell::new(LineBuffer::new()) };
-    static CAPTURED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    static LINE: RefCell<LineBuffer> = const { RefCell::new(LineBuffer::new()) };
+    static CAPTURED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]

@@ -86,61 +86,66 @@ pub fn read() -> Reading {
 mod regs {
     use core::arch::asm;
 
-    macro_rules! sysreg {
-        ($read:ident, $write:ident, $name:literal) => {
-            #[allow(dead_code)]
-            pub fn $read() -> u64 {
+    /// `pub fn $name() -> u64` reading system register `$reg`.
+    macro_rules! sysreg_read {
+        ($name:ident, $reg:literal) => {
+            pub fn $name() -> u64 {
                 let value;
-                // SAFETY: reading a PMU register has no side effect; an `isb` first so that
-                // the read is not executed before the code it is meant to follow.
-                unsafe {
-                    asm!(concat!("isb\nmrs {}, ", $name), out(reg) value, options(nomem, nostack))
-                };
+                // SAFETY: reading a PMU register has no side effect. The `isb` first keeps the
+                // read from being executed before the code it is meant to follow.
+                unsafe { asm!(concat!("isb\nmrs {}, ", $reg), out(reg) value, options(nostack)) };
                 value
             }
+        };
+    }
 
-            #[allow(dead_code)]
-            pub fn $write(value: u64) {
+    /// `pub fn $name(u64)` writing system register `$reg`.
+    macro_rules! sysreg_write {
+        ($name:ident, $reg:literal) => {
+            pub fn $name(value: u64) {
                 // SAFETY: PMU configuration only affects counting, never memory or control
-                // flow; the `isb` makes it take effect before the next instruction.
+                // flow. The `isb` makes it take effect before the next instruction.
                 unsafe {
-                    asm!(concat!("msr ", $name, ", {}\nisb"), in(reg) value, options(nomem, nostack))
+                    asm!(concat!("msr ", $reg, ", {}\nisb"), in(reg) value, options(nostack))
                 };
             }
         };
     }
 
-    sysreg!(read_pmcr, write_pmcr, "pmcr_el0");
-    sysreg!(read_pmevtyper0, write_pmevtyper0, "pmevtyper0_el0");
-    sysreg!(read_pmevtyper1, write_pmevtyper1, "pmevtyper1_el0");
-    sysreg!(read_pmevcntr0, write_pmevcntr0, "pmevcntr0_el0");
-    sysreg!(read_pmevcntr1, write_pmevcntr1, "pmevcntr1_el0");
-    sysreg!(read_pmcntenset, write_pmcntenset, "pmcntenset_el0");
+    sysreg_read!(read_pmcr, "pmcr_el0");
+    sysreg_write!(write_pmcr, "pmcr_el0");
+    sysreg_write!(write_pmevtyper0, "pmevtyper0_el0");
+    sysreg_write!(write_pmevtyper1, "pmevtyper1_el0");
+    sysreg_read!(read_pmevcntr0, "pmevcntr0_el0");
+    sysreg_read!(read_pmevcntr1, "pmevcntr1_el0");
+    sysreg_write!(write_pmcntenset, "pmcntenset_el0");
 }
 
 /// Host builds: never run (guests only execute in a VM).
 #[cfg(not(target_os = "none"))]
 mod regs {
+    const ONLY_IN_A_VM: &str = "guest code only runs inside a VM";
+
     pub fn read_pmcr() -> u64 {
-        unreachable!()
+        unreachable!("{ONLY_IN_A_VM}")
     }
     pub fn write_pmcr(_: u64) {
-        unreachable!()
+        unreachable!("{ONLY_IN_A_VM}")
     }
     pub fn write_pmevtyper0(_: u64) {
-        unreachable!()
+        unreachable!("{ONLY_IN_A_VM}")
     }
     pub fn write_pmevtyper1(_: u64) {
-        unreachable!()
+        unreachable!("{ONLY_IN_A_VM}")
     }
     pub fn read_pmevcntr0() -> u64 {
-        unreachable!()
+        unreachable!("{ONLY_IN_A_VM}")
     }
     pub fn read_pmevcntr1() -> u64 {
-        unreachable!()
+        unreachable!("{ONLY_IN_A_VM}")
     }
     pub fn write_pmcntenset(_: u64) {
-        unreachable!()
+        unreachable!("{ONLY_IN_A_VM}")
     }
 }
 
