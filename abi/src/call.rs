@@ -45,6 +45,15 @@ pub enum PsciCall {
     SystemReset,
 }
 
+/// Function identifiers with their low 16 bits (the function number) cleared: the service
+/// ranges this hypervisor serves. Matching on these first keeps decoding to a couple of
+/// compares on the hypercall hot path.
+const RANGE_ARCH_32: u32 = FAST_CALL | (OEN_ARCH << 24);
+const RANGE_PSCI_32: u32 = FAST_CALL | (OEN_STANDARD << 24);
+const RANGE_PSCI_64: u32 = FAST_CALL | CONV_64 | (OEN_STANDARD << 24);
+const RANGE_VENDOR_HYP_32: u32 = FAST_CALL | (OEN_VENDOR_HYP << 24);
+const RANGE_VENDOR_HYP_64: u32 = FAST_CALL | CONV_64 | (OEN_VENDOR_HYP << 24);
+
 /// Decodes the caller's `x0..x7`. Inlined: it is on every hypercall's path.
 #[inline]
 pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
@@ -58,28 +67,30 @@ pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
         }
     };
     let unknown = Call::Unknown { function };
-    if function & FAST_CALL == 0 {
-        return unknown;
-    }
-    match oen(function) {
-        OEN_ARCH => match function {
-            SMCCC_VERSION => Call::SmcccVersion,
-            SMCCC_ARCH_FEATURES => Call::ArchFeatures { function: arg(1) as u32 },
-            _ => unknown,
-        },
-        OEN_STANDARD => match decode_psci(function, arg) {
-            Some(p) => Call::Psci(p),
-            None => unknown,
-        },
-        OEN_VENDOR_HYP if conduit == Conduit::Hvc => match function {
-            HV_CALL_COUNT_QUERY => Call::HvCallCount,
-            HV_CALL_UID_QUERY => Call::HvCallUid,
-            HV_REVISION_QUERY => Call::HvRevision,
+    let hvc = conduit == Conduit::Hvc;
+    // Yielding calls (bit 31 clear) match none of the ranges: all are fast-call ranges.
+    match function & !0xffff {
+        RANGE_VENDOR_HYP_64 if hvc => match function {
             HV_ABI_VERSION => Call::AbiVersion,
             HV_VM_ID => Call::VmId,
             HV_CONSOLE_WRITE => Call::ConsoleWrite { ipa: arg(1), len: arg(2) },
             HV_YIELD => Call::Yield,
             _ => unknown,
+        },
+        RANGE_VENDOR_HYP_32 if hvc => match function {
+            HV_CALL_COUNT_QUERY => Call::HvCallCount,
+            HV_CALL_UID_QUERY => Call::HvCallUid,
+            HV_REVISION_QUERY => Call::HvRevision,
+            _ => unknown,
+        },
+        RANGE_ARCH_32 => match function {
+            SMCCC_VERSION => Call::SmcccVersion,
+            SMCCC_ARCH_FEATURES => Call::ArchFeatures { function: arg(1) as u32 },
+            _ => unknown,
+        },
+        RANGE_PSCI_32 | RANGE_PSCI_64 => match decode_psci(function, arg) {
+            Some(p) => Call::Psci(p),
+            None => unknown,
         },
         _ => unknown,
     }

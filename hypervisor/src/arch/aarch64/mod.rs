@@ -7,10 +7,12 @@ pub mod console;
 pub mod context;
 pub mod exceptions;
 pub mod firmware;
+pub mod gic;
 pub mod head;
 pub mod mmu;
 pub mod percpu;
 pub mod pl011;
+pub mod timer;
 pub mod traps;
 pub mod vectors;
 
@@ -78,7 +80,17 @@ extern "C" fn primary_main(dtb: u64) -> ! {
 
     crate::boot::init_memory(&hw, dtb, dtb_size as u64, head::image_layout());
     traps::init_el2_controls();
-    percpu::install(0, hw.cpus.first().copied().unwrap_or(0), stack_top(0));
+    let mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY;
+    percpu::install(0, mpidr, stack_top(0));
+    match (hw.gic, hw.timer) {
+        (Some(gic), Some(timer)) => {
+            gic::init(gic);
+            timer::init(boards::BOARD.sched_period_us);
+            PREEMPT_INTID.call_once(|| timer.hyp_phys);
+        }
+        _ => log::warn!("no GIC or timer in the device tree: vCPUs are not preempted"),
+    }
+    init_cpu_interrupts(mpidr);
     CPUS_ONLINE.store(1, Ordering::Release);
     crate::boot::create_vms(&hw, cpus);
 
@@ -95,10 +107,31 @@ extern "C" fn primary_main(dtb: u64) -> ! {
 extern "C" fn secondary_main(index: u64) -> ! {
     mmu::enable();
     traps::init_el2_controls();
-    percpu::install(index as usize, MPIDR_EL1.get() & 0xff_00ff_ffff, stack_top(index as usize));
+    let mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY;
+    percpu::install(index as usize, mpidr, stack_top(index as usize));
+    init_cpu_interrupts(mpidr);
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     log::info!("CPU {index} online");
     run()
+}
+
+/// MPIDR_EL1 affinity fields Aff3 (39:32), Aff2, Aff1, Aff0 (23:0).
+const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+
+/// The INTID of the EL2 physical timer (the preemption tick), from the device tree.
+static PREEMPT_INTID: spin::Once<u32> = spin::Once::new();
+
+pub fn preempt_intid() -> Option<u32> {
+    PREEMPT_INTID.get().copied()
+}
+
+/// This CPU's GIC interface and preemption tick.
+fn init_cpu_interrupts(mpidr: u64) {
+    if let Some(&intid) = PREEMPT_INTID.get() {
+        gic::init_cpu(mpidr);
+        gic::enable_ppi(intid, mpidr);
+        timer::arm_slice();
+    }
 }
 
 fn stack_top(index: usize) -> u64 {

@@ -1,0 +1,175 @@
+//! The physical interrupt controller, as far as the hypervisor's own interrupts need it:
+//! enabling a private peripheral interrupt (the EL2 timer), acknowledging and ending
+//! interrupts. GICv3 (system-register CPU interface, redistributors) and GICv2 (memory-mapped
+//! CPU interface) are both supported; which one is used comes from the device tree.
+//!
+//! Owns: GICD, this CPU's GICR or GICC, and the ICC_* registers. Never touches the virtual
+//! CPU interface (ICH_*/GICH): that belongs to the vGIC (Linux guest issue).
+
+use crate::dt::hwinfo::{GicInfo, GicVersion};
+use aarch64_cpu::asm::barrier;
+use core::arch::asm;
+use core::ptr::{read_volatile, write_volatile};
+
+/// INTIDs 1020..1023 are special (spurious); anything at or above is not an interrupt
+/// (GICv3 architecture specification, IHI 0069, §2.2.1).
+pub const SPURIOUS: u32 = 1020;
+
+static GIC: spin::Once<GicInfo> = spin::Once::new();
+
+fn mmio_read(addr: u64) -> u32 {
+    // SAFETY: `addr` is a GIC register inside a region of the device tree's GIC node, mapped
+    // as device memory in the EL2 map.
+    unsafe { read_volatile(addr as *const u32) }
+}
+
+fn mmio_write(addr: u64, value: u32) {
+    // SAFETY: as for `mmio_read`.
+    unsafe { write_volatile(addr as *mut u32, value) }
+}
+
+// Distributor registers (IHI 0069 §12.9, IHI 0048 §4.3).
+const GICD_CTLR: u64 = 0x0;
+/// GICv2: enable groups 0 and 1 (without the security extensions both are signalled as IRQ
+/// while GICC_CTLR.FIQEn is 0).
+const GICD_CTLR_V2_ENABLE: u32 = 0b11;
+const GICD_CTLR_V3_ENABLE_G1: u32 = 1 << 1;
+const GICD_CTLR_V3_ARE: u32 = 1 << 4;
+const GICD_IGROUPR: u64 = 0x80;
+const GICD_ISENABLER: u64 = 0x100;
+const GICD_IPRIORITYR: u64 = 0x400;
+
+// Redistributor registers (IHI 0069 §12.10, §12.11). Each redistributor is two 64 KiB frames.
+const GICR_STRIDE: u64 = 0x20000;
+const GICR_TYPER: u64 = 0x8;
+const GICR_TYPER_LAST: u64 = 1 << 4;
+const GICR_WAKER: u64 = 0x14;
+const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+const GICR_SGI_BASE: u64 = 0x10000;
+
+// GICv2 CPU interface (IHI 0048 §4.4).
+const GICC_CTLR: u64 = 0x0;
+const GICC_CTLR_ENABLE_GRP0_GRP1: u32 = 0b11;
+const GICC_PMR: u64 = 0x4;
+const GICC_IAR: u64 = 0xc;
+const GICC_EOIR: u64 = 0x10;
+
+/// The priority given to the hypervisor's interrupts: mid-range, so that a later vGIC can
+/// order guest interrupts around it.
+const HYP_PRIORITY: u8 = 0x80;
+/// Unmask every priority.
+const PRIORITY_MASK_ALL: u32 = 0xff;
+
+/// Global set-up: the distributor. Boot CPU, once.
+pub fn init(info: GicInfo) {
+    let gic = *GIC.call_once(|| info);
+    let d = gic.distributor.base;
+    match gic.version {
+        GicVersion::V3 => {
+            // Affinity routing first, then group 1 on (non-secure view; with the security
+            // extensions disabled, bit 1 is the group 1 enable as well).
+            mmio_write(d + GICD_CTLR, GICD_CTLR_V3_ARE);
+            mmio_write(d + GICD_CTLR, GICD_CTLR_V3_ARE | GICD_CTLR_V3_ENABLE_G1);
+        }
+        GicVersion::V2 => mmio_write(d + GICD_CTLR, GICD_CTLR_V2_ENABLE),
+    }
+}
+
+/// Per-CPU set-up: this CPU's redistributor or CPU interface. Each CPU, after `init`.
+pub fn init_cpu(mpidr: u64) {
+    let Some(gic) = GIC.get() else { return };
+    match gic.version {
+        GicVersion::V3 => {
+            if let Some(rd) = redistributor_of(gic, mpidr) {
+                let waker = mmio_read(rd + GICR_WAKER);
+                mmio_write(rd + GICR_WAKER, waker & !GICR_WAKER_PROCESSOR_SLEEP);
+                while mmio_read(rd + GICR_WAKER) & GICR_WAKER_CHILDREN_ASLEEP != 0 {
+                    core::hint::spin_loop();
+                }
+            }
+            // ICC_SRE_EL2: SRE (bit 0) system-register interface at EL2; Enable (bit 3) lets
+            // EL1 use it too (it then reaches the virtual interface, since HCR_EL2.IMO = 1).
+            // SAFETY: configures this CPU's own GIC CPU interface.
+            unsafe {
+                asm!("msr icc_sre_el2, {}", "isb", in(reg) 0b1001u64, options(nostack));
+                asm!("msr icc_pmr_el1, {}", in(reg) PRIORITY_MASK_ALL as u64, options(nostack));
+                asm!("msr icc_bpr1_el1, {}", in(reg) 0u64, options(nostack));
+                asm!("msr icc_igrpen1_el1, {}", "isb", in(reg) 1u64, options(nostack));
+            }
+        }
+        GicVersion::V2 => {
+            if let Some(c) = gic.cpu_interface {
+                mmio_write(c.base + GICC_PMR, PRIORITY_MASK_ALL);
+                mmio_write(c.base + GICC_CTLR, GICC_CTLR_ENABLE_GRP0_GRP1);
+            }
+        }
+    }
+}
+
+/// The redistributor whose GICR_TYPER affinity matches `mpidr` (Aff3.Aff2.Aff1.Aff0).
+fn redistributor_of(gic: &GicInfo, mpidr: u64) -> Option<u64> {
+    let region = gic.redistributors?;
+    let want = ((mpidr >> 32) & 0xff) << 24 | (mpidr & 0xff_ffff);
+    let mut rd = region.base;
+    while rd < region.base + region.size {
+        let typer = mmio_read(rd + GICR_TYPER) as u64 | (mmio_read(rd + GICR_TYPER + 4) as u64) << 32;
+        if typer >> 32 == want {
+            return Some(rd);
+        }
+        if typer & GICR_TYPER_LAST != 0 {
+            break;
+        }
+        rd += GICR_STRIDE;
+    }
+    None
+}
+
+/// Enables private interrupt `intid` (16..31) on this CPU, as group 1 at the hypervisor's
+/// priority.
+pub fn enable_ppi(intid: u32, mpidr: u64) {
+    let Some(gic) = GIC.get() else { return };
+    let bit = 1u32 << intid;
+    let base = match gic.version {
+        GicVersion::V3 => match redistributor_of(gic, mpidr) {
+            Some(rd) => rd + GICR_SGI_BASE,
+            None => return,
+        },
+        // GICv2 banks the private interrupts' registers per CPU in the distributor.
+        GicVersion::V2 => gic.distributor.base,
+    };
+    // GICR_IGROUPR0/GICD_IGROUPR0, ISENABLER0 and IPRIORITYR share offsets in both layouts.
+    mmio_write(base + GICD_IGROUPR, mmio_read(base + GICD_IGROUPR) | bit);
+    let prio = base + GICD_IPRIORITYR + (intid as u64 & !3);
+    let shift = (intid % 4) * 8;
+    let v = mmio_read(prio) & !(0xff << shift) | (HYP_PRIORITY as u32) << shift;
+    mmio_write(prio, v);
+    mmio_write(base + GICD_ISENABLER, bit);
+    barrier::dsb(barrier::SY);
+}
+
+/// Acknowledges the highest-priority pending interrupt; `SPURIOUS` or above if none.
+pub fn acknowledge() -> u32 {
+    match GIC.get().map(|g| (g.version, g.cpu_interface)) {
+        Some((GicVersion::V3, _)) => {
+            let intid: u64;
+            // SAFETY: reading ICC_IAR1_EL1 acknowledges an interrupt of this CPU's interface.
+            unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
+            intid as u32
+        }
+        Some((GicVersion::V2, Some(c))) => mmio_read(c.base + GICC_IAR) & 0x3ff,
+        _ => SPURIOUS,
+    }
+}
+
+/// Ends (priority drop and deactivation) an interrupt returned by `acknowledge`.
+pub fn end_of_interrupt(intid: u32) {
+    match GIC.get().map(|g| (g.version, g.cpu_interface)) {
+        Some((GicVersion::V3, _)) => {
+            // SAFETY: ends an interrupt this CPU acknowledged (EOImode 0: also deactivates).
+            unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) intid as u64, options(nostack)) }
+        }
+        Some((GicVersion::V2, Some(c))) => mmio_write(c.base + GICC_EOIR, intid),
+        _ => {}
+    }
+}
