@@ -54,8 +54,9 @@ const RANGE_PSCI_64: u32 = FAST_CALL | CONV_64 | (OEN_STANDARD << 24);
 const RANGE_VENDOR_HYP_32: u32 = FAST_CALL | (OEN_VENDOR_HYP << 24);
 const RANGE_VENDOR_HYP_64: u32 = FAST_CALL | CONV_64 | (OEN_VENDOR_HYP << 24);
 
-/// Decodes the caller's `x0..x7`. Inlined: it is on every hypercall's path.
-#[inline]
+/// Decodes the caller's `x0..x7`. Always inlined: it is on every hypercall's path, and inlined
+/// into the handler's `match` the two dispatches fold into one.
+#[inline(always)]
 pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
     let function = regs[0] as u32;
     // SMC32/HVC32 calls take their arguments from the low 32 bits only (SMCCC 1.1 §2.6).

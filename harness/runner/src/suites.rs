@@ -119,6 +119,11 @@ pub const TEST_SUITES: &[&str] = &[
     "isolation_read_unmapped_ipa",
     "system_off_one_vm",
     "two_vms_two_cpus",
+    "context_switch_one_cpu",
+    "preemption_one_cpu",
+    "isolation_write_hypervisor",
+    "isolation_exec_other_vm",
+    "vcpus_exceed_cpus",
 ];
 
 /// Every suite name, including those only `cargo xtask bench` runs.
@@ -130,6 +135,11 @@ pub const ALL_SUITES: &[&str] = &[
     "isolation_read_unmapped_ipa",
     "system_off_one_vm",
     "two_vms_two_cpus",
+    "context_switch_one_cpu",
+    "preemption_one_cpu",
+    "isolation_write_hypervisor",
+    "isolation_exec_other_vm",
+    "vcpus_exceed_cpus",
     "bench",
 ];
 
@@ -159,6 +169,36 @@ fn victim(stopped_first: &str, pinned: bool) -> SuiteVm {
     }
 }
 
+/// The attacker's `access=` word for an isolation suite: the access its name says.
+fn access_in_name(name: &str) -> &'static str {
+    if name.contains("write") {
+        "write"
+    } else if name.contains("exec") {
+        "exec"
+    } else {
+        "read"
+    }
+}
+
+/// Two `spinner` VMs that busy-wait 300 ms without any hypercall, and the check that they ran at
+/// the same time: on `smp` physical CPUs.
+fn overlapping_spinners(name: &str, smp: u32) -> Suite {
+    let mut s = suite(
+        name,
+        smp,
+        vec![
+            SuiteVm::new("spin_a", "spinner").cmdline("spin_ms=300"),
+            SuiteVm::new("spin_b", "spinner").cmdline("spin_ms=300"),
+        ],
+    );
+    s.checks.push(Check::Overlap {
+        name: "overlap".into(),
+        test: "spin".into(),
+        vms: vec!["spin_a".into(), "spin_b".into()],
+    });
+    s
+}
+
 fn attacker(target: u64, access: &str) -> SuiteVm {
     SuiteVm::new("attacker", "attacker").cmdline(format!("target={target:#x} access={access}"))
 }
@@ -177,25 +217,26 @@ pub fn victim_pattern_pa(symbols: &dyn Symbols) -> Result<u64, String> {
 pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String> {
     let s = match name {
         "basics" => suite("basics", 2, vec![SuiteVm::new("basics", "basics").vcpus(2)]),
-        "isolation_read_other_vm" | "isolation_write_other_vm" => {
-            let access = if name.contains("write") {
-                "write"
-            } else {
-                "read"
-            };
+        "isolation_read_other_vm" | "isolation_write_other_vm" | "isolation_exec_other_vm" => {
             let target = victim_pattern_pa(symbols)?;
             suite(
                 name,
                 2,
-                vec![victim("attacker", true), attacker(target, access)],
+                vec![
+                    victim("attacker", true),
+                    attacker(target, access_in_name(name)),
+                ],
             )
         }
-        "isolation_read_hypervisor" => {
+        "isolation_read_hypervisor" | "isolation_write_hypervisor" => {
             let target = symbols.hypervisor_symbol("__data_start")?;
             suite(
                 name,
                 2,
-                vec![victim("attacker", false), attacker(target, "read")],
+                vec![
+                    victim("attacker", false),
+                    attacker(target, access_in_name(name)),
+                ],
             )
         }
         "isolation_read_unmapped_ipa" => suite(
@@ -211,22 +252,20 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
                 victim("quitter", false),
             ],
         ),
-        "two_vms_two_cpus" => {
-            let mut s = suite(
-                name,
-                2,
-                vec![
-                    SuiteVm::new("spin_a", "spinner").cmdline("spin_ms=300"),
-                    SuiteVm::new("spin_b", "spinner").cmdline("spin_ms=300"),
-                ],
-            );
-            s.checks.push(Check::Overlap {
-                name: "overlap".into(),
-                test: "spin".into(),
-                vms: vec!["spin_a".into(), "spin_b".into()],
-            });
-            s
-        }
+        "two_vms_two_cpus" => overlapping_spinners(name, 2),
+        // One physical CPU: the spinners only overlap if the hypervisor time-slices them.
+        "preemption_one_cpu" => overlapping_spinners(name, 1),
+        // Two VMs on one physical CPU, switched at every yield (and at every preemption tick).
+        "context_switch_one_cpu" => suite(
+            name,
+            1,
+            vec![
+                SuiteVm::new("ctx_a", "ctxswitch"),
+                SuiteVm::new("ctx_b", "ctxswitch"),
+            ],
+        ),
+        // The 2 vCPUs of `basics` share one physical CPU.
+        "vcpus_exceed_cpus" => suite(name, 1, vec![SuiteVm::new("basics", "basics").vcpus(2)]),
         "bench" => {
             let mut s = suite("bench", 1, vec![SuiteVm::new("bench", "bench_hvc").pmu()]);
             s.icount = true;
@@ -374,8 +413,14 @@ mod tests {
         assert_eq!(vm(&s, "attacker").cmdline, "target=0x50003040 access=read");
         let s = suite_by_name("isolation_write_other_vm", &Fake).unwrap();
         assert_eq!(vm(&s, "attacker").cmdline, "target=0x50003040 access=write");
+        let s = suite_by_name("isolation_exec_other_vm", &Fake).unwrap();
+        assert_eq!(s.vms[0].fixed_pa, Some(0x5000_0000));
+        assert_eq!(vm(&s, "attacker").cmdline, "target=0x50003040 access=exec");
         let s = suite_by_name("isolation_read_hypervisor", &Fake).unwrap();
         assert_eq!(vm(&s, "attacker").cmdline, "target=0x40215000 access=read");
+        let s = suite_by_name("isolation_write_hypervisor", &Fake).unwrap();
+        assert_eq!(s.vms[0].fixed_pa, None);
+        assert_eq!(vm(&s, "attacker").cmdline, "target=0x40215000 access=write");
         let s = suite_by_name("isolation_read_unmapped_ipa", &Fake).unwrap();
         assert_eq!(vm(&s, "attacker").cmdline, "target=0x70000000 access=read");
         let s = suite_by_name("system_off_one_vm", &Fake).unwrap();
@@ -386,6 +431,21 @@ mod tests {
         );
         let s = suite_by_name("bench", &Fake).unwrap();
         assert!(s.icount && s.vms[0].pmu && s.smp == 1);
+    }
+
+    #[test]
+    fn one_cpu_suites() {
+        let s = suite_by_name("context_switch_one_cpu", &Fake).unwrap();
+        assert_eq!(s.smp, 1);
+        assert!(s.vms.iter().all(|v| v.program == "ctxswitch"));
+        assert_eq!(s.vms.len(), 2);
+        let s = suite_by_name("preemption_one_cpu", &Fake).unwrap();
+        let two_cpus = suite_by_name("two_vms_two_cpus", &Fake).unwrap();
+        assert_eq!((s.smp, two_cpus.smp), (1, 2));
+        assert_eq!((&s.vms, &s.checks), (&two_cpus.vms, &two_cpus.checks));
+        let s = suite_by_name("vcpus_exceed_cpus", &Fake).unwrap();
+        assert_eq!((s.smp, s.vms[0].vcpus), (1, 2));
+        assert_eq!(s.vms[0].program, "basics");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! and never the hypervisor.
 
 use super::{gic, percpu};
-use super::vectors::{CrashFrame, GuestRegs};
+use super::vectors::{CrashFrame, GuestRegs, HvcExit};
 use crate::hypercall::{self, Action};
 use crate::vm::{StopReason, Vcpu};
 use aarch64_cpu::registers::*;
@@ -14,7 +14,6 @@ use abi::Conduit;
 /// Exception classes (ESR_EL2.EC, Arm ARM D19.2.42).
 mod ec {
     pub const WFX: u64 = 0x01;
-    pub const HVC64: u64 = 0x16;
     pub const SMC64: u64 = 0x17;
     pub const SYS64: u64 = 0x18;
     pub const SVE: u64 = 0x19;
@@ -69,30 +68,53 @@ fn stop_for_fault(vcpu: &Vcpu, esr: u64, access: &str, ipa: u64) {
     vm.stop(StopReason::Fault);
 }
 
+/// A hypercall (HVC64), the hot path (docs/benchmarks.md). Only x0..x18 and x30 of the caller
+/// are saved in `regs`; its x19..x29 are live and must stay untouched until the assembly
+/// stores them (when this returns no `resume`). A call that resumes its caller does not
+/// re-check whether another vCPU stopped the VM meanwhile: the preemption tick does, within
+/// one time slice.
+#[no_mangle]
+extern "C" fn handle_guest_hvc(regs: *mut GuestRegs) -> HvcExit {
+    // SAFETY: `regs` is the loaded vCPU's register area; this CPU is its only user. Only x0..x7
+    // are read and x0..x3 written.
+    let x = unsafe { &mut (*regs).x };
+    if hypercall::answer_constant_query(x) {
+        return HvcExit { resume: regs, regs };
+    }
+    serve_hvc(regs)
+}
+
+#[inline(never)]
+fn serve_hvc(regs: *mut GuestRegs) -> HvcExit {
+    // SAFETY: as in `handle_guest_hvc`; `regs` is the first field of its `Vcpu` (both
+    // `repr(C)`).
+    let vcpu = unsafe { Vcpu::from_regs(regs) };
+    let x = unsafe { &mut (*regs).x };
+    match hypercall::handle(vcpu, x, Conduit::Hvc) {
+        Action::Resume => HvcExit { resume: regs, regs },
+        _ => HvcExit { resume: core::ptr::null_mut(), regs },
+    }
+}
+
+/// The end of a hypercall that yields or stops its caller, once its registers are complete.
+#[no_mangle]
+extern "C" fn handle_guest_hvc_reschedule() -> *mut GuestRegs {
+    reschedule()
+}
+
+/// Every other synchronous exit, with all 31 registers saved.
 #[no_mangle]
 extern "C" fn handle_guest_sync(regs: *mut GuestRegs) -> *mut GuestRegs {
     let esr = ESR_EL2.get();
-    // SAFETY: `regs` is the loaded vCPU's register area, just saved by the exit path, and it is
-    // the first field of that `Vcpu` (both `repr(C)`); this CPU is its only user.
+    // SAFETY: as for `handle_guest_hvc`; here all registers are saved.
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
-    // Hypercalls are the hot path (docs/benchmarks.md): decided first, everything else is out
-    // of line. They only write x0..x3, so the short restore path applies. A call that resumes
-    // its caller does not re-check whether another vCPU stopped the VM meanwhile: the
-    // preemption tick does, within one time slice.
-    if esr >> 26 == ec::HVC64 {
-        return match hypercall::handle(vcpu, x, Conduit::Hvc) {
-            Action::Resume => super::vectors::resume_same(regs),
-            _ => reschedule(),
-        };
-    }
     match other_sync_exit(vcpu, x, esr) {
         Action::Resume if vcpu.vm.is_running() => regs,
         _ => reschedule(),
     }
 }
 
-#[inline(never)]
 fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
     match esr >> 26 {
         ec::SMC64 => {

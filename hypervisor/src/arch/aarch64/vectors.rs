@@ -7,6 +7,11 @@
 //! field is the stack top). The handler returns the register area of the vCPU to resume, which
 //! may be another vCPU's: that is a vCPU switch.
 //!
+//! Hypercalls (HVC64, the hot path) save only what the handler may clobber: the AAPCS64
+//! caller-saved registers x0..x18 and x30. The guest's x19..x29 stay live in the CPU, preserved
+//! by the handler as the procedure call standard requires, and are stored only if the call ends
+//! in a vCPU switch. Every other exit saves all 31 registers before any Rust runs.
+//!
 //! Exceptions taken from EL2 itself are hypervisor bugs: they print a crash report and halt.
 //! `ELR_EL2`/`SPSR_EL2` are not saved here: they stay live in their registers unless the
 //! handler switches vCPUs, which keeps the hypercall round trip short.
@@ -105,7 +110,27 @@ exception_vectors:
     HYP_CRASH 7
     // Lower EL using AArch64: the guests.
     .balign 0x80
-    GUEST_EXIT handle_guest_sync
+    stp     x0, x1, [sp, #16 * 0]
+    mrs     x0, esr_el2
+    lsr     x0, x0, #26
+    cmp     x0, #0x16               // ESR_EL2.EC == HVC64
+    b.ne    guest_sync_full
+    stp     x2, x3, [sp, #16 * 1]
+    stp     x4, x5, [sp, #16 * 2]
+    stp     x6, x7, [sp, #16 * 3]
+    stp     x8, x9, [sp, #16 * 4]
+    stp     x10, x11, [sp, #16 * 5]
+    stp     x12, x13, [sp, #16 * 6]
+    stp     x14, x15, [sp, #16 * 7]
+    stp     x16, x17, [sp, #16 * 8]
+    str     x18, [sp, #16 * 9]
+    str     x30, [sp, #16 * 15]
+    mov     x0, sp
+    mrs     x1, tpidr_el2
+    ldr     x1, [x1]
+    mov     sp, x1
+    bl      handle_guest_hvc
+    b       hvc_return
     .balign 0x80
     GUEST_EXIT handle_guest_irq
     .balign 0x80
@@ -121,6 +146,59 @@ exception_vectors:
     GUEST_EXIT handle_guest_fiq
     .balign 0x80
     GUEST_EXIT handle_guest_serror
+
+    // A synchronous exit that is not a hypercall: x0 and x1 are saved, x0 was clobbered.
+guest_sync_full:
+    stp     x2, x3, [sp, #16 * 1]
+    stp     x4, x5, [sp, #16 * 2]
+    stp     x6, x7, [sp, #16 * 3]
+    stp     x8, x9, [sp, #16 * 4]
+    stp     x10, x11, [sp, #16 * 5]
+    stp     x12, x13, [sp, #16 * 6]
+    stp     x14, x15, [sp, #16 * 7]
+    stp     x16, x17, [sp, #16 * 8]
+    stp     x18, x19, [sp, #16 * 9]
+    stp     x20, x21, [sp, #16 * 10]
+    stp     x22, x23, [sp, #16 * 11]
+    stp     x24, x25, [sp, #16 * 12]
+    stp     x26, x27, [sp, #16 * 13]
+    stp     x28, x29, [sp, #16 * 14]
+    str     x30, [sp, #16 * 15]
+    mov     x0, sp
+    mrs     x1, tpidr_el2
+    ldr     x1, [x1]
+    mov     sp, x1
+    bl      handle_guest_sync
+    b       enter_guest
+
+    // After a hypercall: x0 = the caller's registers to resume, or 0 when the call ended the
+    // caller's turn, with x1 = the caller's registers.
+hvc_return:
+    cbz     x0, 1f
+    mov     sp, x0
+    ldp     x2, x3, [sp, #16 * 1]
+    ldp     x4, x5, [sp, #16 * 2]
+    ldp     x6, x7, [sp, #16 * 3]
+    ldp     x8, x9, [sp, #16 * 4]
+    ldp     x10, x11, [sp, #16 * 5]
+    ldp     x12, x13, [sp, #16 * 6]
+    ldp     x14, x15, [sp, #16 * 7]
+    ldp     x16, x17, [sp, #16 * 8]
+    ldr     x18, [sp, #16 * 9]
+    ldr     x30, [sp, #16 * 15]
+    ldp     x0, x1, [sp, #16 * 0]
+    eret
+    dsb     nsh
+    isb
+1:  // The vCPU may leave this CPU: complete its saved registers with x19..x29, still live.
+    str     x19, [x1, #8 * 19]
+    stp     x20, x21, [x1, #16 * 10]
+    stp     x22, x23, [x1, #16 * 11]
+    stp     x24, x25, [x1, #16 * 12]
+    stp     x26, x27, [x1, #16 * 13]
+    stp     x28, x29, [x1, #16 * 14]
+    bl      handle_guest_hvc_reschedule
+    b       enter_guest
 
     .balign 0x80
 hyp_crash_common:
@@ -139,24 +217,12 @@ hyp_crash_common:
     bl      hyp_crash
     b       .
 
-    // x0 = the GuestRegs of the vCPU to run, with bit 0 set if that vCPU is the one that just
-    // exited and its callee-saved registers (x19..x29) are still live and unchanged (AAPCS64:
-    // the handler preserved them): then only x0..x18 and x30 need reloading. ELR_EL2, SPSR_EL2
-    // and the vCPU's system registers are already loaded. Never returns.
+    // x0 = the GuestRegs of the vCPU to run. ELR_EL2, SPSR_EL2 and the vCPU's system
+    // registers are already loaded. Never returns: the next guest exit re-enters the vectors.
     .global enter_guest
 enter_guest:
-    tbnz    x0, #0, 1f
     mov     sp, x0
-    ldp     x18, x19, [sp, #16 * 9]
-    ldp     x20, x21, [sp, #16 * 10]
-    ldp     x22, x23, [sp, #16 * 11]
-    ldp     x24, x25, [sp, #16 * 12]
-    ldp     x26, x27, [sp, #16 * 13]
-    ldp     x28, x29, [sp, #16 * 14]
-    b       2f
-1:  sub     sp, x0, #1
-    ldr     x18, [sp, #16 * 9]
-2:  ldp     x2, x3, [sp, #16 * 1]
+    ldp     x2, x3, [sp, #16 * 1]
     ldp     x4, x5, [sp, #16 * 2]
     ldp     x6, x7, [sp, #16 * 3]
     ldp     x8, x9, [sp, #16 * 4]
@@ -164,6 +230,12 @@ enter_guest:
     ldp     x12, x13, [sp, #16 * 6]
     ldp     x14, x15, [sp, #16 * 7]
     ldp     x16, x17, [sp, #16 * 8]
+    ldp     x18, x19, [sp, #16 * 9]
+    ldp     x20, x21, [sp, #16 * 10]
+    ldp     x22, x23, [sp, #16 * 11]
+    ldp     x24, x25, [sp, #16 * 12]
+    ldp     x26, x27, [sp, #16 * 13]
+    ldp     x28, x29, [sp, #16 * 14]
     ldr     x30, [sp, #16 * 15]
     ldp     x0, x1, [sp, #16 * 0]
     eret
@@ -173,10 +245,13 @@ enter_guest:
 "#
 );
 
-/// Tags a register area for `enter_guest`'s short path: "this vCPU just exited and its
-/// x19..x29 were not changed in its saved context", so they need not be reloaded.
-pub fn resume_same(regs: *mut GuestRegs) -> *mut GuestRegs {
-    regs.wrapping_byte_add(1)
+/// What the hypercall handler tells the assembly: resume `resume` (the caller) on the short
+/// path, or, when `resume` is null, complete the caller's saved registers (`regs`) and
+/// reschedule.
+#[repr(C)]
+pub struct HvcExit {
+    pub resume: *mut GuestRegs,
+    pub regs: *mut GuestRegs,
 }
 
 extern "C" {
