@@ -37,10 +37,19 @@ pub enum Call {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PsciCall {
     Version,
-    Features { function: u32 },
-    CpuOn { target_mpidr: u64, entry: u64, context: u64 },
+    Features {
+        function: u32,
+    },
+    CpuOn {
+        target_mpidr: u64,
+        entry: u64,
+        context: u64,
+    },
     CpuOff,
-    AffinityInfo { target_mpidr: u64, lowest_level: u64 },
+    AffinityInfo {
+        target_mpidr: u64,
+        lowest_level: u64,
+    },
     SystemOff,
     SystemReset,
 }
@@ -74,7 +83,10 @@ pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
         RANGE_VENDOR_HYP_64 if hvc => match function {
             HV_ABI_VERSION => Call::AbiVersion,
             HV_VM_ID => Call::VmId,
-            HV_CONSOLE_WRITE => Call::ConsoleWrite { ipa: arg(1), len: arg(2) },
+            HV_CONSOLE_WRITE => Call::ConsoleWrite {
+                ipa: arg(1),
+                len: arg(2),
+            },
             HV_YIELD => Call::Yield,
             _ => unknown,
         },
@@ -86,7 +98,9 @@ pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
         },
         RANGE_ARCH_32 => match function {
             SMCCC_VERSION => Call::SmcccVersion,
-            SMCCC_ARCH_FEATURES => Call::ArchFeatures { function: arg(1) as u32 },
+            SMCCC_ARCH_FEATURES => Call::ArchFeatures {
+                function: arg(1) as u32,
+            },
             _ => unknown,
         },
         RANGE_PSCI_32 | RANGE_PSCI_64 => match decode_psci(function, arg) {
@@ -101,7 +115,9 @@ pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
 fn decode_psci(function: u32, arg: impl Fn(usize) -> u64) -> Option<PsciCall> {
     Some(match function {
         PSCI_VERSION => PsciCall::Version,
-        PSCI_FEATURES => PsciCall::Features { function: arg(1) as u32 },
+        PSCI_FEATURES => PsciCall::Features {
+            function: arg(1) as u32,
+        },
         PSCI_CPU_ON_32 | PSCI_CPU_ON_64 => PsciCall::CpuOn {
             target_mpidr: arg(1),
             entry: arg(2),
@@ -140,20 +156,28 @@ mod tests {
         assert_eq!(call(&[SMCCC_VERSION as u64]), Call::SmcccVersion);
         assert_eq!(
             call(&[SMCCC_ARCH_FEATURES as u64, PSCI_CPU_ON_64 as u64]),
-            Call::ArchFeatures { function: PSCI_CPU_ON_64 }
+            Call::ArchFeatures {
+                function: PSCI_CPU_ON_64
+            }
         );
     }
 
     #[test]
     fn ignores_the_upper_half_of_x0() {
-        assert_eq!(call(&[0xdead_beef_0000_0000 | HV_YIELD as u64]), Call::Yield);
+        assert_eq!(
+            call(&[0xdead_beef_0000_0000 | HV_YIELD as u64]),
+            Call::Yield
+        );
     }
 
     #[test]
     fn decodes_project_calls_with_their_arguments() {
         assert_eq!(
             call(&[HV_CONSOLE_WRITE as u64, 0x8000_1000, 12]),
-            Call::ConsoleWrite { ipa: 0x8000_1000, len: 12 }
+            Call::ConsoleWrite {
+                ipa: 0x8000_1000,
+                len: 12
+            }
         );
         assert_eq!(call(&[HV_ABI_VERSION as u64]), Call::AbiVersion);
         assert_eq!(call(&[HV_VM_ID as u64]), Call::VmId);
@@ -163,7 +187,10 @@ mod tests {
     #[test]
     fn project_calls_are_not_served_through_smc() {
         let r = [HV_YIELD as u64, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(decode(&r, Conduit::Smc), Call::Unknown { function: HV_YIELD });
+        assert_eq!(
+            decode(&r, Conduit::Smc),
+            Call::Unknown { function: HV_YIELD }
+        );
         assert!(!is_implemented(HV_CONSOLE_WRITE, Conduit::Smc));
         assert!(is_implemented(PSCI_CPU_ON_64, Conduit::Smc));
     }
@@ -171,21 +198,49 @@ mod tests {
     #[test]
     fn psci_32_bit_calls_truncate_their_arguments() {
         assert_eq!(
-            call(&[PSCI_CPU_ON_32 as u64, 0xffff_0000_0000_0001, 0x1_4000_0000, 7]),
-            Call::Psci(PsciCall::CpuOn { target_mpidr: 1, entry: 0x4000_0000, context: 7 })
+            call(&[
+                PSCI_CPU_ON_32 as u64,
+                0xffff_0000_0000_0001,
+                0x1_4000_0000,
+                7
+            ]),
+            Call::Psci(PsciCall::CpuOn {
+                target_mpidr: 1,
+                entry: 0x4000_0000,
+                context: 7
+            })
         );
         assert_eq!(
             call(&[PSCI_CPU_ON_64 as u64, 1, 0x1_4000_0000, 7]),
-            Call::Psci(PsciCall::CpuOn { target_mpidr: 1, entry: 0x1_4000_0000, context: 7 })
+            Call::Psci(PsciCall::CpuOn {
+                target_mpidr: 1,
+                entry: 0x1_4000_0000,
+                context: 7
+            })
         );
     }
 
     #[test]
     fn unknown_and_yielding_calls_are_unknown() {
-        assert_eq!(call(&[0xC600_1234]), Call::Unknown { function: 0xC600_1234 });
+        assert_eq!(
+            call(&[0xC600_1234]),
+            Call::Unknown {
+                function: 0xC600_1234
+            }
+        );
         // Bit 31 clear: a yielding call, which this hypervisor does not implement.
-        assert_eq!(call(&[0x4600_0000]), Call::Unknown { function: 0x4600_0000 });
-        assert_eq!(call(&[0xC700_0000]), Call::Unknown { function: 0xC700_0000 });
+        assert_eq!(
+            call(&[0x4600_0000]),
+            Call::Unknown {
+                function: 0x4600_0000
+            }
+        );
+        assert_eq!(
+            call(&[0xC700_0000]),
+            Call::Unknown {
+                function: 0xC700_0000
+            }
+        );
         assert!(!is_implemented(0x8400_0001, Conduit::Hvc)); // CPU_SUSPEND is not emulated
     }
 }

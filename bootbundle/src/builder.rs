@@ -51,8 +51,12 @@ impl BundleBuilder {
                 return Err(BundleError::BadName { vm: i });
             }
             e[..name.len()].copy_from_slice(name);
-            let put64 = |e: &mut [u8], off: usize, v: u64| e[off..off + 8].copy_from_slice(&v.to_le_bytes());
-            let put32 = |e: &mut [u8], off: usize, v: u32| e[off..off + 4].copy_from_slice(&v.to_le_bytes());
+            let put64 = |e: &mut [u8], off: usize, v: u64| {
+                e[off..off + 8].copy_from_slice(&v.to_le_bytes())
+            };
+            let put32 = |e: &mut [u8], off: usize, v: u32| {
+                e[off..off + 4].copy_from_slice(&v.to_le_bytes())
+            };
             put64(e, 32, vm.ram_size);
             put64(e, 40, vm.ipa_base);
             put64(e, 48, image_off as u64);

@@ -105,15 +105,23 @@ impl fmt::Display for BundleError {
             BadMagic => write!(f, "not a boot bundle (bad magic)"),
             UnsupportedVersion(v) => write!(f, "unsupported bundle version {v}"),
             BadLength { declared, actual } => {
-                write!(f, "bundle declares {declared} bytes but {actual} are present")
+                write!(
+                    f,
+                    "bundle declares {declared} bytes but {actual} are present"
+                )
             }
             TooManyVms(n) => write!(f, "{n} VMs in bundle, at most {MAX_VMS} supported"),
             NoVms => write!(f, "bundle holds no VM"),
             BadName { vm } => write!(f, "VM {vm}: name must be 1-31 characters [A-Za-z0-9_-]"),
             DuplicateName { vm } => write!(f, "VM {vm}: name used by an earlier VM"),
-            BadRamSize { vm } => write!(f, "VM {vm}: RAM size must be a non-zero multiple of 4 KiB"),
+            BadRamSize { vm } => {
+                write!(f, "VM {vm}: RAM size must be a non-zero multiple of 4 KiB")
+            }
             BadIpaBase { vm } => {
-                write!(f, "VM {vm}: RAM IPA range must be 4 KiB aligned and below 2^39")
+                write!(
+                    f,
+                    "VM {vm}: RAM IPA range must be 4 KiB aligned and below 2^39"
+                )
             }
             PayloadOutOfBounds { vm } => write!(f, "VM {vm}: image or cmdline outside the bundle"),
             ImageDoesNotFitRam { vm } => write!(f, "VM {vm}: image does not fit in the VM's RAM"),
@@ -147,7 +155,9 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < NAME_LEN
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
 fn payload(data: &[u8], off: u64, len: u64) -> Option<&[u8]> {
@@ -171,7 +181,10 @@ impl<'a> Bundle<'a> {
         let count = u32_at(data, 12);
         let declared = u64_at(data, 16);
         if declared != data.len() as u64 {
-            return Err(BundleError::BadLength { declared, actual: data.len() as u64 });
+            return Err(BundleError::BadLength {
+                declared,
+                actual: data.len() as u64,
+            });
         }
         if count as usize > MAX_VMS {
             return Err(BundleError::TooManyVms(count));
@@ -210,16 +223,21 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
     if name_bytes[name_len..].iter().any(|&c| c != 0) {
         return Err(BundleError::BadName { vm });
     }
-    let name = core::str::from_utf8(&name_bytes[..name_len]).map_err(|_| BundleError::BadName { vm })?;
+    let name =
+        core::str::from_utf8(&name_bytes[..name_len]).map_err(|_| BundleError::BadName { vm })?;
     if !valid_name(name) {
         return Err(BundleError::BadName { vm });
     }
     let ram_size = u64_at(e, 32);
-    if ram_size == 0 || ram_size % PAGE_SIZE != 0 {
+    if ram_size == 0 || !ram_size.is_multiple_of(PAGE_SIZE) {
         return Err(BundleError::BadRamSize { vm });
     }
     let ipa_base = u64_at(e, 40);
-    if ipa_base % PAGE_SIZE != 0 || ipa_base.checked_add(ram_size).is_none_or(|end| end > IPA_LIMIT) {
+    if !ipa_base.is_multiple_of(PAGE_SIZE)
+        || ipa_base
+            .checked_add(ram_size)
+            .is_none_or(|end| end > IPA_LIMIT)
+    {
         return Err(BundleError::BadIpaBase { vm });
     }
     let image = payload(data, u64_at(e, 48), u64_at(e, 56))
@@ -254,7 +272,7 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
     };
     let fixed_pa = match u64_at(e, 104) {
         0 => None,
-        pa if pa % (2 << 20) == 0 => Some(pa),
+        pa if pa.is_multiple_of(2 << 20) => Some(pa),
         _ => return Err(BundleError::BadFixedPa { vm }),
     };
     if e[112..].iter().any(|&b| b != 0) {

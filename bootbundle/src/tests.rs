@@ -40,7 +40,10 @@ fn round_trips_every_field() {
     assert_eq!(v.name, "victim");
     assert_eq!(v.image, &[0xaa; 100][..]);
     assert_eq!(v.cmdline, "suite=basic");
-    assert_eq!((v.start_after, v.fixed_pa, v.vcpus), (Some(0), Some(0x5000_0000), 2));
+    assert_eq!(
+        (v.start_after, v.fixed_pa, v.vcpus),
+        (Some(0), Some(0x5000_0000), 2)
+    );
     assert!(v.flags.pmu());
     assert_eq!((v.load_offset, v.entry_offset), (0x1000, 0x1004));
 }
@@ -48,48 +51,94 @@ fn round_trips_every_field() {
 #[test]
 fn refuses_bad_headers() {
     let good = build(vec![vm("a")]).unwrap();
-    assert_eq!(Bundle::parse(&good[..10]).unwrap_err(), BundleError::TooShort);
+    assert_eq!(
+        Bundle::parse(&good[..10]).unwrap_err(),
+        BundleError::TooShort
+    );
     let mut bad = good.clone();
     bad[0] = b'X';
     assert_eq!(Bundle::parse(&bad).unwrap_err(), BundleError::BadMagic);
     let mut bad = good.clone();
     bad[8] = 2;
-    assert_eq!(Bundle::parse(&bad).unwrap_err(), BundleError::UnsupportedVersion(2));
+    assert_eq!(
+        Bundle::parse(&bad).unwrap_err(),
+        BundleError::UnsupportedVersion(2)
+    );
     let mut bad = good.clone();
     bad.push(0);
-    assert!(matches!(Bundle::parse(&bad).unwrap_err(), BundleError::BadLength { .. }));
+    assert!(matches!(
+        Bundle::parse(&bad).unwrap_err(),
+        BundleError::BadLength { .. }
+    ));
     let mut bad = good.clone();
     bad[12] = 17;
-    assert_eq!(Bundle::parse(&bad).unwrap_err(), BundleError::TooManyVms(17));
+    assert_eq!(
+        Bundle::parse(&bad).unwrap_err(),
+        BundleError::TooManyVms(17)
+    );
     assert_eq!(build(vec![]).unwrap_err(), BundleError::NoVms);
 }
 
 #[test]
 fn refuses_bad_entries() {
-    let cases: Vec<(fn(&mut OwnedVmSpec), BundleError)> = vec![
+    type Case = (fn(&mut OwnedVmSpec), BundleError);
+    let cases: Vec<Case> = vec![
         (|v| v.name = "".into(), BundleError::BadName { vm: 0 }),
         (|v| v.name = "a b".into(), BundleError::BadName { vm: 0 }),
         (|v| v.ram_size = 0, BundleError::BadRamSize { vm: 0 }),
         (|v| v.ram_size = 5000, BundleError::BadRamSize { vm: 0 }),
         (|v| v.ipa_base = 0x123, BundleError::BadIpaBase { vm: 0 }),
-        (|v| v.ipa_base = IPA_LIMIT - 4096, BundleError::BadIpaBase { vm: 0 }),
-        (|v| v.ipa_base = u64::MAX & !0xfff, BundleError::BadIpaBase { vm: 0 }),
-        (|v| v.load_offset = (16 << 20) - 50, BundleError::ImageDoesNotFitRam { vm: 0 }),
-        (|v| v.load_offset = u64::MAX - 10, BundleError::ImageDoesNotFitRam { vm: 0 }),
-        (|v| v.entry_offset = 100, BundleError::EntryOutsideImage { vm: 0 }),
-        (|v| v.cmdline = "a\0b".into(), BundleError::BadCmdline { vm: 0 }),
-        (|v| v.vcpus = 0, BundleError::BadVcpuCount { vm: 0, vcpus: 0 }),
-        (|v| v.vcpus = 9, BundleError::BadVcpuCount { vm: 0, vcpus: 9 }),
-        (|v| v.flags = VmFlags(2), BundleError::UnknownFlags { vm: 0, flags: 2 }),
-        (|v| v.start_after = Some(0), BundleError::BadStartAfter { vm: 0 }),
-        (|v| v.fixed_pa = Some(0x1000), BundleError::BadFixedPa { vm: 0 }),
+        (
+            |v| v.ipa_base = IPA_LIMIT - 4096,
+            BundleError::BadIpaBase { vm: 0 },
+        ),
+        (|v| v.ipa_base = !0xfff, BundleError::BadIpaBase { vm: 0 }),
+        (
+            |v| v.load_offset = (16 << 20) - 50,
+            BundleError::ImageDoesNotFitRam { vm: 0 },
+        ),
+        (
+            |v| v.load_offset = u64::MAX - 10,
+            BundleError::ImageDoesNotFitRam { vm: 0 },
+        ),
+        (
+            |v| v.entry_offset = 100,
+            BundleError::EntryOutsideImage { vm: 0 },
+        ),
+        (
+            |v| v.cmdline = "a\0b".into(),
+            BundleError::BadCmdline { vm: 0 },
+        ),
+        (
+            |v| v.vcpus = 0,
+            BundleError::BadVcpuCount { vm: 0, vcpus: 0 },
+        ),
+        (
+            |v| v.vcpus = 9,
+            BundleError::BadVcpuCount { vm: 0, vcpus: 9 },
+        ),
+        (
+            |v| v.flags = VmFlags(2),
+            BundleError::UnknownFlags { vm: 0, flags: 2 },
+        ),
+        (
+            |v| v.start_after = Some(0),
+            BundleError::BadStartAfter { vm: 0 },
+        ),
+        (
+            |v| v.fixed_pa = Some(0x1000),
+            BundleError::BadFixedPa { vm: 0 },
+        ),
     ];
     for (mutate, want) in cases {
         let mut v = vm("a");
         mutate(&mut v);
         assert_eq!(build(vec![v]).unwrap_err(), want);
     }
-    assert_eq!(build(vec![vm("a"), vm("a")]).unwrap_err(), BundleError::DuplicateName { vm: 1 });
+    assert_eq!(
+        build(vec![vm("a"), vm("a")]).unwrap_err(),
+        BundleError::DuplicateName { vm: 1 }
+    );
 }
 
 #[test]
@@ -98,12 +147,18 @@ fn refuses_payloads_outside_the_bundle() {
     // image_offset of entry 0 pointing past the end
     let off = HEADER_SIZE + 48;
     data[off..off + 8].copy_from_slice(&(u64::MAX - 4).to_le_bytes());
-    assert_eq!(Bundle::parse(&data).unwrap_err(), BundleError::PayloadOutOfBounds { vm: 0 });
+    assert_eq!(
+        Bundle::parse(&data).unwrap_err(),
+        BundleError::PayloadOutOfBounds { vm: 0 }
+    );
 }
 
 #[test]
 fn refuses_nonzero_reserved_bytes() {
     let mut data = build(vec![vm("a")]).unwrap();
     data[HEADER_SIZE + 120] = 1;
-    assert_eq!(Bundle::parse(&data).unwrap_err(), BundleError::ReservedNotZero { vm: 0 });
+    assert_eq!(
+        Bundle::parse(&data).unwrap_err(),
+        BundleError::ReservedNotZero { vm: 0 }
+    );
 }

@@ -20,7 +20,9 @@ impl Default for LineBuffer {
 
 impl LineBuffer {
     pub const fn new() -> Self {
-        LineBuffer { buf: heapless::Vec::new() }
+        LineBuffer {
+            buf: heapless::Vec::new(),
+        }
     }
 
     /// Appends `bytes`; calls `emit` with each completed line (without its newline). Carriage
@@ -71,7 +73,10 @@ mod tests {
 
     #[test]
     fn assembles_lines_across_writes() {
-        assert_eq!(lines(&[b"hel", b"lo\nwor", b"ld\n"]), vec![b"hello".to_vec(), b"world".to_vec()]);
+        assert_eq!(
+            lines(&[b"hel", b"lo\nwor", b"ld\n"]),
+            vec![b"hello".to_vec(), b"world".to_vec()]
+        );
     }
 
     #[test]

@@ -88,10 +88,16 @@ pub fn handle(vcpu: &Vcpu, x: &mut [u64; 31], conduit: Conduit) -> Action {
 
 fn console_write(vcpu: &Vcpu, x: &mut [u64; 31], ipa: u64, len: u64) {
     let vm = vcpu.vm;
-    let bytes = if len > CONSOLE_WRITE_MAX { None } else { guest_bytes(vm, ipa, len) };
+    let bytes = if len > CONSOLE_WRITE_MAX {
+        None
+    } else {
+        guest_bytes(vm, ipa, len)
+    };
     match bytes {
         Some(bytes) => {
-            vm.console.lock().push(bytes, |line| crate::arch::console::vm_line(&vm.name, line));
+            vm.console
+                .lock()
+                .push(bytes, |line| crate::arch::console::vm_line(&vm.name, line));
             x[0] = Status::Success.to_reg();
             x[1] = len;
         }
@@ -108,14 +114,19 @@ fn psci(vcpu: &Vcpu, x: &mut [u64; 31], call: PsciCall, conduit: Conduit) -> Act
     match call {
         PsciCall::Version => x[0] = PSCI_VERSION_1_1 as u64,
         PsciCall::Features { function } => {
-            let psci_or_smccc = abi::ids::oen(function) == OEN_STANDARD || function == SMCCC_VERSION;
+            let psci_or_smccc =
+                abi::ids::oen(function) == OEN_STANDARD || function == SMCCC_VERSION;
             x[0] = if psci_or_smccc && abi::is_implemented(function, conduit) {
                 status(PsciStatus::Success)
             } else {
                 status(PsciStatus::NotSupported)
             };
         }
-        PsciCall::CpuOn { target_mpidr, entry, context } => {
+        PsciCall::CpuOn {
+            target_mpidr,
+            entry,
+            context,
+        } => {
             x[0] = match cpu_on(vcpu, target_mpidr, entry, context) {
                 Ok(()) => status(PsciStatus::Success),
                 Err(e) => status(e),
@@ -129,7 +140,10 @@ fn psci(vcpu: &Vcpu, x: &mut [u64; 31], call: PsciCall, conduit: Conduit) -> Act
             }
             return Action::Reschedule;
         }
-        PsciCall::AffinityInfo { target_mpidr, lowest_level } => {
+        PsciCall::AffinityInfo {
+            target_mpidr,
+            lowest_level,
+        } => {
             x[0] = match psci_rules::check_affinity_level(lowest_level)
                 .and_then(|_| psci_rules::vcpu_index(target_mpidr, vm.vcpus.len()))
             {
@@ -156,7 +170,7 @@ fn psci(vcpu: &Vcpu, x: &mut [u64; 31], call: PsciCall, conduit: Conduit) -> Act
 fn cpu_on(vcpu: &Vcpu, target: u64, entry: u64, context: u64) -> Result<(), PsciStatus> {
     let vm = vcpu.vm;
     let index = psci_rules::vcpu_index(target, vm.vcpus.len())?;
-    if !vm.ram.contains(entry) || entry % 4 != 0 {
+    if !vm.ram.contains(entry) || !entry.is_multiple_of(4) {
         return Err(PsciStatus::InvalidAddress);
     }
     let mut power = vm.vcpus[index].power.lock();

@@ -81,10 +81,16 @@ mod target {
         fn pick(&self) -> Option<&'static Vcpu> {
             let n = self.queue.len();
             let start = match self.current {
-                Some(cur) => self.queue.iter().position(|v| same(v, cur)).map_or(0, |i| i + 1),
+                Some(cur) => self
+                    .queue
+                    .iter()
+                    .position(|v| same(v, cur))
+                    .map_or(0, |i| i + 1),
                 None => 0,
             };
-            (0..n).map(|k| self.queue[(start + k) % n]).find(|v| Self::runnable(v))
+            (0..n)
+                .map(|k| self.queue[(start + k) % n])
+                .find(|v| Self::runnable(v))
         }
 
         fn unload_current(&mut self) {

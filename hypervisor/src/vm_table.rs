@@ -32,5 +32,7 @@ pub fn on_vm_stopped(id: usize) {
 
 /// Whether no VM can ever run again and every VM's RAM has been scrubbed and returned.
 pub fn all_stopped() -> bool {
-    all().iter().all(|vm| matches!(vm.state(), VmState::Released(_)))
+    all()
+        .iter()
+        .all(|vm| matches!(vm.state(), VmState::Released(_)))
 }

@@ -17,7 +17,10 @@ mod target {
 
     impl TableAllocator for FrameTables {
         fn alloc_table(&mut self) -> Option<NonNull<[u64; 512]>> {
-            let pa = FRAMES.lock().alloc_contiguous(FRAME_SIZE, FRAME_SIZE).ok()?;
+            let pa = FRAMES
+                .lock()
+                .alloc_contiguous(FRAME_SIZE, FRAME_SIZE)
+                .ok()?;
             let table = pa as *mut [u64; 512];
             // SAFETY: the frame was just allocated to us and is identity mapped read-write.
             unsafe { table.write_bytes(0, 1) };

@@ -41,7 +41,10 @@ pub struct VcpuContext {
 pub enum Power {
     Off,
     /// CPU_ON accepted; the owning physical CPU will start it at `entry` with `x0 = context`.
-    Pending { entry: u64, context: u64 },
+    Pending {
+        entry: u64,
+        context: u64,
+    },
     On,
 }
 
@@ -214,7 +217,11 @@ impl Vm {
             }
             .map_err(CreateError::NoMemory)?
         };
-        let ram = GuestRam { ipa: spec.ipa_base, pa, size: spec.ram_size };
+        let ram = GuestRam {
+            ipa: spec.ipa_base,
+            pa,
+            size: spec.ram_size,
+        };
         let release_ram = || {
             ram_bytes(pa, spec.ram_size).fill(0);
             let _ = crate::memory::FRAMES.lock().free(pa, spec.ram_size);
@@ -238,7 +245,12 @@ impl Vm {
                 return Err(CreateError::Stage2(e));
             }
         };
-        let rwx = Attributes { memory: MemoryType::Normal, read: true, write: true, execute: true };
+        let rwx = Attributes {
+            memory: MemoryType::Normal,
+            read: true,
+            write: true,
+            execute: true,
+        };
         if let Err(e) = stage2.map(ram.ipa, ram.pa, ram.size, rwx) {
             stage2.destroy();
             release_ram();
@@ -254,7 +266,11 @@ impl Vm {
             stage2_root,
             stage2: Mutex::new(Some(Stage2(stage2))),
             vcpus: Vec::new(),
-            state: Mutex::new(if spec.start_after.is_some() { VmState::Held } else { VmState::Running }),
+            state: Mutex::new(if spec.start_after.is_some() {
+                VmState::Held
+            } else {
+                VmState::Running
+            }),
             running: AtomicBool::new(spec.start_after.is_none()),
             loaded: AtomicU32::new(0),
             console: Mutex::new(LineBuffer::new()),
@@ -304,7 +320,10 @@ impl Vm {
 
     /// Marks vCPU 0 to start at the image's entry point with `x0` = the device tree.
     pub fn power_on_boot_vcpu(&self) {
-        *self.vcpus[0].power.lock() = Power::Pending { entry: self.entry, context: self.dtb_ipa };
+        *self.vcpus[0].power.lock() = Power::Pending {
+            entry: self.entry,
+            context: self.dtb_ipa,
+        };
         crate::arch::wake_cpus();
     }
 
@@ -320,7 +339,8 @@ impl Vm {
     /// Changes the state; the only writer of `state` and `running`.
     fn set_state(&self, state: &mut spin::MutexGuard<VmState>, new: VmState) {
         **state = new;
-        self.running.store(new == VmState::Running, Ordering::Release);
+        self.running
+            .store(new == VmState::Running, Ordering::Release);
     }
 
     /// Starts a VM that was held until another stopped; false if it was not held.
@@ -348,8 +368,15 @@ impl Vm {
         for vcpu in &self.vcpus {
             *vcpu.power.lock() = Power::Off;
         }
-        self.console.lock().flush(|line| crate::arch::console::vm_line(&self.name, line));
-        crate::hv_record!("vm-stopped id={} name={} reason={}", self.id, self.name, reason.as_str());
+        self.console
+            .lock()
+            .flush(|line| crate::arch::console::vm_line(&self.name, line));
+        crate::hv_record!(
+            "vm-stopped id={} name={} reason={}",
+            self.id,
+            self.name,
+            reason.as_str()
+        );
         crate::vm_table::on_vm_stopped(self.id);
     }
 
@@ -399,10 +426,17 @@ impl Vm {
         if let Some(Stage2(tables)) = self.stage2.lock().take() {
             tables.destroy();
         }
-        if let Err(e) = crate::memory::FRAMES.lock().free(self.ram.pa, self.ram.size) {
+        if let Err(e) = crate::memory::FRAMES
+            .lock()
+            .free(self.ram.pa, self.ram.size)
+        {
             log::error!("VM {}: freeing its RAM failed: {e:?}", self.name);
         }
-        log::info!("VM {} released {} KiB of RAM (zeroed)", self.name, self.ram.size >> 10);
+        log::info!(
+            "VM {} released {} KiB of RAM (zeroed)",
+            self.name,
+            self.ram.size >> 10
+        );
     }
 }
 

@@ -37,7 +37,11 @@ impl GuestRam {
 mod tests {
     use super::*;
 
-    const RAM: GuestRam = GuestRam { ipa: 0x8000_0000, pa: 0x5000_0000, size: 0x100_0000 };
+    const RAM: GuestRam = GuestRam {
+        ipa: 0x8000_0000,
+        pa: 0x5000_0000,
+        size: 0x100_0000,
+    };
 
     #[test]
     fn translates_ranges_inside_ram() {

@@ -41,12 +41,16 @@ pub struct El1SysRegs {
 
 /// SCTLR_EL1 at reset for a guest: MMU, caches and alignment checks off; the RES1 bits of
 /// Armv8.0 (bits 29, 28, 23, 22, 20, 11) set, as the architecture requires.
-pub const SCTLR_EL1_RESET: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+pub const SCTLR_EL1_RESET: u64 =
+    (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
 
 impl El1SysRegs {
     /// The state of a vCPU that has just been powered on.
     pub fn reset() -> Self {
-        El1SysRegs { sctlr_el1: SCTLR_EL1_RESET, ..Default::default() }
+        El1SysRegs {
+            sctlr_el1: SCTLR_EL1_RESET,
+            ..Default::default()
+        }
     }
 }
 
@@ -71,10 +75,35 @@ macro_rules! load_regs {
 
 macro_rules! for_each_sysreg {
     ($m:ident, $s:ident) => {
-        $m!($s, sctlr_el1, ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, amair_el1, vbar_el1,
-            contextidr_el1, tpidr_el1, tpidr_el0, tpidrro_el0, sp_el1, sp_el0, elr_el1, spsr_el1,
-            esr_el1, far_el1, afsr0_el1, afsr1_el1, par_el1, cpacr_el1, csselr_el1, cntkctl_el1,
-            cntv_ctl_el0, cntv_cval_el0, mdscr_el1)
+        $m!(
+            $s,
+            sctlr_el1,
+            ttbr0_el1,
+            ttbr1_el1,
+            tcr_el1,
+            mair_el1,
+            amair_el1,
+            vbar_el1,
+            contextidr_el1,
+            tpidr_el1,
+            tpidr_el0,
+            tpidrro_el0,
+            sp_el1,
+            sp_el0,
+            elr_el1,
+            spsr_el1,
+            esr_el1,
+            far_el1,
+            afsr0_el1,
+            afsr1_el1,
+            par_el1,
+            cpacr_el1,
+            csselr_el1,
+            cntkctl_el1,
+            cntv_ctl_el0,
+            cntv_cval_el0,
+            mdscr_el1
+        )
     };
 }
 
@@ -90,17 +119,11 @@ impl El1SysRegs {
 
 /// FP/SIMD registers: V0..V31, FPCR, FPSR.
 #[repr(C, align(16))]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct FpRegs {
     pub v: [u128; 32],
     pub fpcr: u64,
     pub fpsr: u64,
-}
-
-impl Default for FpRegs {
-    fn default() -> Self {
-        FpRegs { v: [0; 32], fpcr: 0, fpsr: 0 }
-    }
 }
 
 impl FpRegs {

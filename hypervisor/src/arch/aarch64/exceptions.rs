@@ -4,8 +4,8 @@
 //! guest does that the hypervisor does not emulate stops that VM (with a `#HV vm-fault` record)
 //! and never the hypervisor.
 
-use super::{gic, percpu};
 use super::vectors::{CrashFrame, GuestRegs, HvcExit};
+use super::{gic, percpu};
 use crate::hypercall::{self, Action};
 use crate::vm::{StopReason, Vcpu};
 use aarch64_cpu::registers::*;
@@ -38,7 +38,9 @@ fn advance_pc(esr: u64) {
 fn current_vcpu() -> &'static Vcpu {
     // SAFETY: we are on this CPU's exit path; nothing else borrows its scheduler state.
     let sched = unsafe { percpu::current().sched() };
-    sched.current().expect("a guest exit always comes from the loaded vCPU")
+    sched
+        .current()
+        .expect("a guest exit always comes from the loaded vCPU")
 }
 
 #[inline(never)]
@@ -92,7 +94,10 @@ fn serve_hvc(regs: *mut GuestRegs) -> HvcExit {
     let x = unsafe { &mut (*regs).x };
     match hypercall::handle(vcpu, x, Conduit::Hvc) {
         Action::Resume => HvcExit { resume: regs, regs },
-        _ => HvcExit { resume: core::ptr::null_mut(), regs },
+        _ => HvcExit {
+            resume: core::ptr::null_mut(),
+            regs,
+        },
     }
 }
 
@@ -191,7 +196,14 @@ extern "C" fn handle_guest_serror(_regs: *mut GuestRegs) -> *mut GuestRegs {
 }
 
 const VECTOR_NAMES: [&str; 8] = [
-    "SP0 sync", "SP0 IRQ", "SP0 FIQ", "SP0 SError", "EL2 sync", "EL2 IRQ", "EL2 FIQ", "EL2 SError",
+    "SP0 sync",
+    "SP0 IRQ",
+    "SP0 FIQ",
+    "SP0 SError",
+    "EL2 sync",
+    "EL2 IRQ",
+    "EL2 FIQ",
+    "EL2 SError",
 ];
 
 /// An exception taken from the hypervisor itself: print everything useful, then halt this CPU.

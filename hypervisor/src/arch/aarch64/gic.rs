@@ -113,7 +113,8 @@ fn redistributor_of(gic: &GicInfo, mpidr: u64) -> Option<u64> {
     let want = ((mpidr >> 32) & 0xff) << 24 | (mpidr & 0xff_ffff);
     let mut rd = region.base;
     while rd < region.base + region.size {
-        let typer = mmio_read(rd + GICR_TYPER) as u64 | (mmio_read(rd + GICR_TYPER + 4) as u64) << 32;
+        let typer =
+            mmio_read(rd + GICR_TYPER) as u64 | (mmio_read(rd + GICR_TYPER + 4) as u64) << 32;
         if typer >> 32 == want {
             return Some(rd);
         }

@@ -59,10 +59,30 @@ pub fn pa_range_bits() -> u32 {
     }
 }
 
-const RX: Attributes = Attributes { memory: MemoryType::Normal, read: true, write: false, execute: true };
-const RO: Attributes = Attributes { memory: MemoryType::Normal, read: true, write: false, execute: false };
-const RW: Attributes = Attributes { memory: MemoryType::Normal, read: true, write: true, execute: false };
-const DEVICE: Attributes = Attributes { memory: MemoryType::Device, read: true, write: true, execute: false };
+const RX: Attributes = Attributes {
+    memory: MemoryType::Normal,
+    read: true,
+    write: false,
+    execute: true,
+};
+const RO: Attributes = Attributes {
+    memory: MemoryType::Normal,
+    read: true,
+    write: false,
+    execute: false,
+};
+const RW: Attributes = Attributes {
+    memory: MemoryType::Normal,
+    read: true,
+    write: true,
+    execute: false,
+};
+const DEVICE: Attributes = Attributes {
+    memory: MemoryType::Device,
+    read: true,
+    write: true,
+    execute: false,
+};
 
 fn page_round(region: Region) -> (u64, u64) {
     let start = region.base & !0xfff;
@@ -75,11 +95,26 @@ pub fn build_el2_map(hw: &HwInfo, cpus: usize) -> Result<(), MapError> {
     let img = image_layout();
     let mut pt = PageTable::new(Stage::El2, BootTables { next: 0 })?;
     pt.map(img.start, img.start, img.text_end - img.start, RX)?;
-    pt.map(img.text_end, img.text_end, img.rodata_end - img.text_end, RO)?;
-    pt.map(img.data_start, img.data_start, img.bss_end - img.data_start, RW)?;
+    pt.map(
+        img.text_end,
+        img.text_end,
+        img.rodata_end - img.text_end,
+        RO,
+    )?;
+    pt.map(
+        img.data_start,
+        img.data_start,
+        img.bss_end - img.data_start,
+        RW,
+    )?;
     for cpu in 0..cpus as u64 {
         let slot = img.stacks_start + cpu * (STACK_GUARD_SIZE + CPU_STACK_SIZE);
-        pt.map(slot + STACK_GUARD_SIZE, slot + STACK_GUARD_SIZE, CPU_STACK_SIZE, RW)?;
+        pt.map(
+            slot + STACK_GUARD_SIZE,
+            slot + STACK_GUARD_SIZE,
+            CPU_STACK_SIZE,
+            RW,
+        )?;
     }
     // All other RAM: the VMs' memory, the heap's backing, the device tree and the boot bundle.
     for mem in hw.memory.iter() {
@@ -98,7 +133,10 @@ pub fn build_el2_map(hw: &HwInfo, cpus: usize) -> Result<(), MapError> {
     }
     if let Some(gic) = hw.gic {
         let _ = devices.push(gic.distributor);
-        for r in [gic.redistributors, gic.cpu_interface, gic.hyp_interface].into_iter().flatten() {
+        for r in [gic.redistributors, gic.cpu_interface, gic.hyp_interface]
+            .into_iter()
+            .flatten()
+        {
             let _ = devices.push(r);
         }
     }
@@ -112,7 +150,9 @@ pub fn build_el2_map(hw: &HwInfo, cpus: usize) -> Result<(), MapError> {
 
 /// Turns the EL2 MMU on with the map built by `build_el2_map`, on the calling CPU.
 pub fn enable() {
-    let root = *EL2_ROOT.get().expect("EL2 map built before enabling the MMU");
+    let root = *EL2_ROOT
+        .get()
+        .expect("EL2 map built before enabling the MMU");
     MAIR_EL2.set(MAIR_EL2_VALUE);
     TCR_EL2.set(el2_tcr_value(pa_range_bits()));
     TTBR0_EL2.set(root);
@@ -133,5 +173,12 @@ pub fn enable() {
 
 /// The RES1 bits of SCTLR_EL2 without VHE (4, 5, 11, 16, 18, 22, 23, 28, 29), which the
 /// register definitions do not name.
-const SCTLR_EL2_RES1: u64 =
-    (1 << 4) | (1 << 5) | (1 << 11) | (1 << 16) | (1 << 18) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
+const SCTLR_EL2_RES1: u64 = (1 << 4)
+    | (1 << 5)
+    | (1 << 11)
+    | (1 << 16)
+    | (1 << 18)
+    | (1 << 22)
+    | (1 << 23)
+    | (1 << 28)
+    | (1 << 29);

@@ -54,7 +54,8 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     // here (exclusives on non-cacheable memory work on QEMU; boards must revisit this order).
     // SAFETY: the heap space is a static used by nothing else, handed over once.
     unsafe {
-        HEAP.lock().init(core::ptr::addr_of_mut!(HEAP_SPACE) as usize, HEAP_SIZE);
+        HEAP.lock()
+            .init(core::ptr::addr_of_mut!(HEAP_SPACE) as usize, HEAP_SIZE);
     }
     // SAFETY: the boot protocol passes the device tree's address in x0; `from_ptr` reads its
     // header first and never beyond the size it declares.
@@ -70,13 +71,20 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     let cpus = hw.cpus.len().clamp(1, percpu::MAX_CPUS);
     CPU_COUNT.store(cpus, Ordering::Release);
     if let Err(e) = mmu::build_el2_map(&hw, cpus) {
-        console::emergency(format_args!("\nhypervisor: cannot build the EL2 map: {e:?}. Halting.\n"));
+        console::emergency(format_args!(
+            "\nhypervisor: cannot build the EL2 map: {e:?}. Halting.\n"
+        ));
         halt()
     }
     mmu::enable();
     let uart = hw.uart.map_or(boards::BOARD.fallback_uart, |u| u.base.base);
     console::init(uart);
-    log::info!("hypervisor {} on {} ({} CPUs)", env!("CARGO_PKG_VERSION"), hw.model, cpus);
+    log::info!(
+        "hypervisor {} on {} ({} CPUs)",
+        env!("CARGO_PKG_VERSION"),
+        hw.model,
+        cpus
+    );
 
     crate::boot::init_memory(&hw, dtb, dtb_size as u64, head::image_layout());
     traps::init_el2_controls();
@@ -95,7 +103,11 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     crate::boot::create_vms(&hw, cpus);
 
     for (index, &mpidr) in hw.cpus.iter().enumerate().take(cpus).skip(1) {
-        if let Err(e) = firmware::cpu_on(mpidr, head::secondary_entry as *const () as u64, index as u64) {
+        if let Err(e) = firmware::cpu_on(
+            mpidr,
+            head::secondary_entry as *const () as u64,
+            index as u64,
+        ) {
             log::error!("CPU {index} (MPIDR {mpidr:#x}) did not start: {e:?}");
         }
     }

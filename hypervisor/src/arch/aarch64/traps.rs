@@ -44,7 +44,9 @@ pub fn init_el2_controls() {
     VTCR_EL2.set(vtcr_value(super::mmu::pa_range_bits()));
     // Guests see the real CPU model.
     // SAFETY: VPIDR_EL2 only changes what EL1 reads as MIDR_EL1.
-    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) MIDR_EL1.get(), options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("msr vpidr_el2, {}", in(reg) MIDR_EL1.get(), options(nomem, nostack))
+    };
     set_pmu_access(false);
 }
 
@@ -64,7 +66,9 @@ pub fn set_pmu_access(allowed: bool) {
     if allowed {
         MDCR_EL2.write(traps + MDCR_EL2::HPMN.val(counters));
     } else {
-        MDCR_EL2.write(traps + MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET + MDCR_EL2::HPMN.val(counters));
+        MDCR_EL2.write(
+            traps + MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET + MDCR_EL2::HPMN.val(counters),
+        );
     }
 }
 
