@@ -12,6 +12,7 @@ pub struct OwnedVmSpec {
     pub load_offset: u64,
     pub entry_offset: u64,
     pub cmdline: String,
+    pub initrd: Vec<u8>,
     pub vcpus: u32,
     pub flags: VmFlags,
     pub start_after: Option<usize>,
@@ -45,6 +46,7 @@ impl BundleBuilder {
         for (i, vm) in self.vms.iter().enumerate() {
             let image_off = append_aligned(&mut out, &vm.image);
             let cmd_off = append_aligned(&mut out, vm.cmdline.as_bytes());
+            let initrd_off = append_aligned(&mut out, &vm.initrd);
             let e = &mut out[HEADER_SIZE + i * ENTRY_SIZE..][..ENTRY_SIZE];
             let name = vm.name.as_bytes();
             if name.len() >= NAME_LEN {
@@ -69,6 +71,8 @@ impl BundleBuilder {
             put32(e, 96, vm.flags.0);
             put32(e, 100, vm.start_after.map_or(NO_VM, |i| i as u32));
             put64(e, 104, vm.fixed_pa.unwrap_or(0));
+            put64(e, 112, initrd_off as u64);
+            put64(e, 120, vm.initrd.len() as u64);
         }
         let len = out.len() as u64;
         out[16..24].copy_from_slice(&len.to_le_bytes());

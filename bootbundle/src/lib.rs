@@ -16,7 +16,7 @@
 //! | 16 | 8 | total length of the bundle in bytes |
 //! | 24 | 8 | reserved, 0 |
 //! | 32 | 128 × n | VM entries, see [`ENTRY_SIZE`] and `parse_entry` |
-//! | … | | payloads (images, command lines), referenced by offset |
+//! | … | | payloads (images, initrds, command lines), referenced by offset |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
 use core::fmt;
@@ -42,10 +42,18 @@ pub struct VmFlags(pub u32);
 impl VmFlags {
     /// The VM may use the PMU (benchmarks only: the PMU can observe other exception levels).
     pub const PMU: u32 = 1 << 0;
-    const KNOWN: u32 = Self::PMU;
+    /// The image is an arm64 Linux `Image`: the hypervisor validates its header and places it,
+    /// the initrd and the device tree as the Linux boot protocol says (`load_offset` and
+    /// `entry_offset` must then be 0).
+    pub const LINUX: u32 = 1 << 1;
+    const KNOWN: u32 = Self::PMU | Self::LINUX;
 
     pub fn pmu(self) -> bool {
         self.0 & Self::PMU != 0
+    }
+
+    pub fn linux(self) -> bool {
+        self.0 & Self::LINUX != 0
     }
 }
 
@@ -65,6 +73,8 @@ pub struct VmSpec<'a> {
     pub entry_offset: u64,
     /// Passed to the guest as `/chosen/bootargs`.
     pub cmdline: &'a str,
+    /// An initial RAM disk, described to the guest in `/chosen` (empty: none).
+    pub initrd: &'a [u8],
     pub vcpus: u32,
     pub flags: VmFlags,
     /// Start this VM only once the VM with this index has stopped (an earlier entry).
@@ -94,7 +104,7 @@ pub enum BundleError {
     UnknownFlags { vm: usize, flags: u32 },
     BadStartAfter { vm: usize },
     BadFixedPa { vm: usize },
-    ReservedNotZero { vm: usize },
+    LinuxWithOffsets { vm: usize },
 }
 
 impl fmt::Display for BundleError {
@@ -133,7 +143,9 @@ impl fmt::Display for BundleError {
             UnknownFlags { vm, flags } => write!(f, "VM {vm}: unknown flags {flags:#x}"),
             BadStartAfter { vm } => write!(f, "VM {vm}: start_after must name an earlier VM"),
             BadFixedPa { vm } => write!(f, "VM {vm}: fixed physical address not 2 MiB aligned"),
-            ReservedNotZero { vm } => write!(f, "VM {vm}: reserved bytes are not zero"),
+            LinuxWithOffsets { vm } => {
+                write!(f, "VM {vm}: a Linux image is placed by the hypervisor: offsets must be 0")
+            }
         }
     }
 }
@@ -216,7 +228,7 @@ impl<'a> Bundle<'a> {
 /// Entry layout: name[32] @0, ram_size @32, ipa_base @40, image_offset @48, image_len @56,
 /// load_offset @64, entry_offset @72, cmdline_offset @80, cmdline_len u32 @88, vcpus u32 @92,
 /// flags u32 @96, start_after u32 @100 (`u32::MAX` for none), fixed_pa @104 (0 for none),
-/// reserved @112..128.
+/// initrd_offset @112, initrd_len @120.
 fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>, BundleError> {
     let name_bytes = &e[0..NAME_LEN];
     let name_len = name_bytes.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
@@ -248,7 +260,10 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
         return Err(BundleError::ImageDoesNotFitRam { vm });
     }
     let entry_offset = u64_at(e, 72);
-    if entry_offset < load_offset || entry_offset >= load_offset + image.len() as u64 {
+    let flags = u32_at(e, 96);
+    let is_linux = flags & VmFlags::LINUX != 0;
+    if !is_linux && (entry_offset < load_offset || entry_offset >= load_offset + image.len() as u64)
+    {
         return Err(BundleError::EntryOutsideImage { vm });
     }
     let cmdline = payload(data, u64_at(e, 80), u32_at(e, 88) as u64)
@@ -261,7 +276,6 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
     if vcpus == 0 || vcpus > MAX_VCPUS {
         return Err(BundleError::BadVcpuCount { vm, vcpus });
     }
-    let flags = u32_at(e, 96);
     if flags & !VmFlags::KNOWN != 0 {
         return Err(BundleError::UnknownFlags { vm, flags });
     }
@@ -275,8 +289,10 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
         pa if pa.is_multiple_of(2 << 20) => Some(pa),
         _ => return Err(BundleError::BadFixedPa { vm }),
     };
-    if e[112..].iter().any(|&b| b != 0) {
-        return Err(BundleError::ReservedNotZero { vm });
+    let initrd = payload(data, u64_at(e, 112), u64_at(e, 120))
+        .ok_or(BundleError::PayloadOutOfBounds { vm })?;
+    if flags & VmFlags::LINUX != 0 && (load_offset != 0 || entry_offset != 0) {
+        return Err(BundleError::LinuxWithOffsets { vm });
     }
     Ok(VmSpec {
         name,
@@ -286,6 +302,7 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
         load_offset,
         entry_offset,
         cmdline,
+        initrd,
         vcpus,
         flags: VmFlags(flags),
         start_after,

@@ -9,6 +9,7 @@ fn vm(name: &str) -> OwnedVmSpec {
         load_offset: 0,
         entry_offset: 0,
         cmdline: "suite=basic".into(),
+        initrd: Vec::new(),
         vcpus: 1,
         flags: VmFlags::default(),
         start_after: None,
@@ -118,8 +119,8 @@ fn refuses_bad_entries() {
             BundleError::BadVcpuCount { vm: 0, vcpus: 9 },
         ),
         (
-            |v| v.flags = VmFlags(2),
-            BundleError::UnknownFlags { vm: 0, flags: 2 },
+            |v| v.flags = VmFlags(4),
+            BundleError::UnknownFlags { vm: 0, flags: 4 },
         ),
         (
             |v| v.start_after = Some(0),
@@ -154,11 +155,24 @@ fn refuses_payloads_outside_the_bundle() {
 }
 
 #[test]
-fn refuses_nonzero_reserved_bytes() {
+fn carries_an_initrd_and_the_linux_flag() {
+    let mut v = vm("linux");
+    v.initrd = vec![7; 33];
+    v.flags = VmFlags(VmFlags::LINUX);
+    v.entry_offset = 0;
+    let data = build(vec![v.clone()]).unwrap();
+    let b = Bundle::parse(&data).unwrap();
+    assert_eq!(b.vms()[0].initrd, &[7; 33][..]);
+    assert!(b.vms()[0].flags.linux());
+    v.load_offset = 0x1000;
+    assert_eq!(build(vec![v]).unwrap_err(), BundleError::LinuxWithOffsets { vm: 0 });
+}
+
+#[test]
+fn refuses_an_initrd_outside_the_bundle() {
     let mut data = build(vec![vm("a")]).unwrap();
-    data[HEADER_SIZE + 120] = 1;
-    assert_eq!(
-        Bundle::parse(&data).unwrap_err(),
-        BundleError::ReservedNotZero { vm: 0 }
-    );
+    let off = HEADER_SIZE + 112;
+    data[off..off + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    data[off + 8..off + 16].copy_from_slice(&16u64.to_le_bytes());
+    assert_eq!(Bundle::parse(&data).unwrap_err(), BundleError::PayloadOutOfBounds { vm: 0 });
 }

@@ -322,6 +322,7 @@ pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>
             entry_offset: offset(image.entry, "entry point")?,
             image: image.bytes,
             cmdline: cmdline_with_id(&vm.cmdline, index + 1),
+            initrd: Vec::new(),
             vcpus: vm.vcpus,
             flags: VmFlags(if vm.pmu { VmFlags::PMU } else { 0 }),
             start_after: vm.start_after,
