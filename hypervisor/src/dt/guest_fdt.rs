@@ -298,6 +298,9 @@ pub struct GuestDtConfig<'a> {
     pub bootargs: &'a str,
     /// `(start, end)` IPAs of the initrd, inside RAM.
     pub initrd: Option<(u64, u64)>,
+    /// The emulated platform devices, if the VM has them (Linux guests do; bare test guests
+    /// need none).
+    pub platform: Option<GuestPlatform>,
 }
 
 impl GuestDtConfig<'_> {
@@ -319,7 +322,43 @@ impl GuestDtConfig<'_> {
     }
 }
 
-/// The device tree of one guest: root, `/memory`, `/cpus`, `/psci` (HVC) and `/chosen`.
+/// The interrupt controller a guest sees, at the QEMU `virt` addresses so that guests need
+/// nothing special.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestGic {
+    /// Distributor and the redistributor region (one 128 KiB frame pair per vCPU).
+    V3 { distributor: (u64, u64), redistributors: (u64, u64) },
+    /// Distributor and CPU interface.
+    V2 { distributor: (u64, u64), cpu_interface: (u64, u64) },
+}
+
+/// The emulated devices of a VM: its GIC, the architected timer, and a PL011 console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestPlatform {
+    pub gic: GuestGic,
+    /// Base IPA of the PL011 (4 KiB) and its SPI number (0-based: INTID 32 + spi).
+    pub uart: (u64, u32),
+}
+
+/// Phandles of the nodes others refer to.
+const PHANDLE_GIC: u32 = 1;
+const PHANDLE_APB_CLOCK: u32 = 2;
+/// GIC interrupt specifier (IHI 0069 / the arm,gic-v3 binding): type 0 = SPI, 1 = PPI; flags
+/// 4 = level high, 8 = level low; for GICv2 PPIs bits 15:8 are a CPU mask.
+const GIC_SPI: u32 = 0;
+const GIC_PPI: u32 = 1;
+const IRQ_LEVEL_HIGH: u32 = 4;
+const IRQ_LEVEL_LOW: u32 = 8;
+/// The architected timer's PPIs (0-based PPI numbers: INTID - 16): secure physical 13,
+/// non-secure physical 14, virtual 11, hypervisor 10; the GIC maintenance interrupt is PPI 9.
+const TIMER_PPIS: [u32; 4] = [13, 14, 11, 10];
+const MAINTENANCE_PPI: u32 = 9;
+/// The PL011's clocks: Linux's amba-pl011 driver wants `uartclk` and `apb_pclk`; QEMU's virt
+/// board uses one fixed 24 MHz clock for both.
+const APB_CLOCK_HZ: u32 = 24_000_000;
+
+/// The device tree of one guest: root, `/memory`, `/cpus`, `/psci` (HVC), `/chosen`, and when
+/// it has them, its GIC, timer and PL011.
 pub fn build_guest_dtb(cfg: &GuestDtConfig) -> Result<Vec<u8>, FdtError> {
     cfg.check()?;
     let mut w = FdtWriter::new();
@@ -328,12 +367,86 @@ pub fn build_guest_dtb(cfg: &GuestDtConfig) -> Result<Vec<u8>, FdtError> {
     w.prop_u32("#size-cells", 2)?;
     w.prop_str("compatible", "linux,dummy-virt")?;
     w.prop_str("model", "hypervisor-guest")?;
+    if cfg.platform.is_some() {
+        w.prop_u32("interrupt-parent", PHANDLE_GIC)?;
+    }
     write_memory(&mut w, cfg)?;
     write_cpus(&mut w, cfg)?;
     write_psci(&mut w)?;
+    if let Some(p) = cfg.platform {
+        write_gic(&mut w, &p.gic)?;
+        write_timer(&mut w, &p.gic, cfg.vcpus)?;
+        write_uart(&mut w, p.uart)?;
+    }
     write_chosen(&mut w, cfg)?;
     w.end_node()?;
     w.finish()
+}
+
+fn reg_pairs(w: &mut FdtWriter, pairs: &[(u64, u64)]) -> Result<(), FdtError> {
+    let mut cells: Vec<u32> = Vec::new();
+    for &(a, s) in pairs {
+        cells.extend_from_slice(&[(a >> 32) as u32, a as u32, (s >> 32) as u32, s as u32]);
+    }
+    w.prop_cells("reg", &cells)
+}
+
+fn write_gic(w: &mut FdtWriter, gic: &GuestGic) -> Result<(), FdtError> {
+    let (name, compatible, regs) = match *gic {
+        GuestGic::V3 { distributor, redistributors } => {
+            ("intc@", "arm,gic-v3", [distributor, redistributors])
+        }
+        GuestGic::V2 { distributor, cpu_interface } => {
+            ("intc@", "arm,cortex-a15-gic", [distributor, cpu_interface])
+        }
+    };
+    w.begin_node(&format!("{name}{:x}", regs[0].0))?;
+    w.prop_str("compatible", compatible)?;
+    w.prop_u32("#interrupt-cells", 3)?;
+    w.prop_u32("#address-cells", 2)?;
+    w.prop_u32("#size-cells", 2)?;
+    w.prop_empty("interrupt-controller")?;
+    reg_pairs(w, &regs)?;
+    if let GuestGic::V3 { .. } = gic {
+        w.prop_u32("#redistributor-regions", 1)?;
+    }
+    w.prop_cells("interrupts", &[GIC_PPI, MAINTENANCE_PPI, IRQ_LEVEL_HIGH])?;
+    w.prop_u32("phandle", PHANDLE_GIC)?;
+    w.end_node()
+}
+
+fn write_timer(w: &mut FdtWriter, gic: &GuestGic, vcpus: u32) -> Result<(), FdtError> {
+    // GICv2 PPI specifiers carry a mask of the CPUs the interrupt goes to (bits 15:8).
+    let flags = match gic {
+        GuestGic::V3 { .. } => IRQ_LEVEL_LOW,
+        GuestGic::V2 { .. } => IRQ_LEVEL_LOW | (((1u32 << vcpus.min(8)) - 1) << 8),
+    };
+    w.begin_node("timer")?;
+    w.prop_strs("compatible", &["arm,armv8-timer", "arm,armv7-timer"])?;
+    let mut cells = Vec::new();
+    for ppi in TIMER_PPIS {
+        cells.extend_from_slice(&[GIC_PPI, ppi, flags]);
+    }
+    w.prop_cells("interrupts", &cells)?;
+    w.prop_empty("always-on")?;
+    w.end_node()
+}
+
+fn write_uart(w: &mut FdtWriter, (base, spi): (u64, u32)) -> Result<(), FdtError> {
+    w.begin_node("apb-pclk")?;
+    w.prop_str("compatible", "fixed-clock")?;
+    w.prop_u32("#clock-cells", 0)?;
+    w.prop_u32("clock-frequency", APB_CLOCK_HZ)?;
+    w.prop_str("clock-output-names", "clk24mhz")?;
+    w.prop_u32("phandle", PHANDLE_APB_CLOCK)?;
+    w.end_node()?;
+    w.begin_node(&format!("pl011@{base:x}"))?;
+    w.prop_strs("compatible", &["arm,pl011", "arm,primecell"])?;
+    reg_pairs(w, &[(base, 0x1000)])?;
+    w.prop_cells("interrupts", &[GIC_SPI, spi, IRQ_LEVEL_HIGH])?;
+    w.prop_cells("clocks", &[PHANDLE_APB_CLOCK, PHANDLE_APB_CLOCK])?;
+    w.prop_strs("clock-names", &["uartclk", "apb_pclk"])?;
+    w.end_node()
 }
 
 /// A `reg` of one `(address, size)` pair in the root's 2+2 cells.
@@ -382,6 +495,9 @@ fn write_psci(w: &mut FdtWriter) -> Result<(), FdtError> {
 fn write_chosen(w: &mut FdtWriter, cfg: &GuestDtConfig) -> Result<(), FdtError> {
     w.begin_node("chosen")?;
     w.prop_str("bootargs", cfg.bootargs)?;
+    if let Some(p) = cfg.platform {
+        w.prop_str("stdout-path", &format!("/pl011@{:x}", p.uart.0))?;
+    }
     if let Some((start, end)) = cfg.initrd {
         w.prop_u64("linux,initrd-start", start)?;
         w.prop_u64("linux,initrd-end", end)?;
@@ -404,6 +520,7 @@ mod tests {
         vcpus: 3,
         bootargs: "console=hvc0 test=isolation",
         initrd: Some((0x8800_0000, 0x8812_3456)),
+        platform: None,
     };
 
     #[test]
@@ -523,6 +640,43 @@ mod tests {
         let cpu = fdt.find_node("/cpus/cpu@a").unwrap();
         assert_eq!(cpu.property("reg").unwrap().as_usize(), Some(10));
         assert_eq!(fdt.cpus().count(), 12);
+    }
+
+    #[test]
+    fn describes_the_platform_devices_as_linux_expects() {
+        for gic in [
+            GuestGic::V3 { distributor: (0x0800_0000, 0x1_0000), redistributors: (0x080a_0000, 0x4_0000) },
+            GuestGic::V2 { distributor: (0x0800_0000, 0x1_0000), cpu_interface: (0x0801_0000, 0x1_0000) },
+        ] {
+            let cfg = GuestDtConfig {
+                vcpus: 2,
+                platform: Some(GuestPlatform { gic, uart: (0x0900_0000, 1) }),
+                ..CFG
+            };
+            let dtb = build_guest_dtb(&cfg).unwrap();
+            let hw = HwInfo::parse(&dtb).unwrap();
+            let g = hw.gic.unwrap();
+            assert_eq!(g.distributor, Region { base: 0x0800_0000, size: 0x1_0000 });
+            assert_eq!(g.maintenance_irq, Some(25));
+            match gic {
+                GuestGic::V3 { .. } => {
+                    assert_eq!(g.redistributors, Some(Region { base: 0x080a_0000, size: 0x4_0000 }))
+                }
+                GuestGic::V2 { .. } => {
+                    assert_eq!(g.cpu_interface, Some(Region { base: 0x0801_0000, size: 0x1_0000 }))
+                }
+            }
+            let t = hw.timer.unwrap();
+            assert_eq!((t.secure_phys, t.nonsecure_phys, t.virt, t.hyp_phys), (29, 30, 27, 26));
+            let uart = hw.uart.unwrap();
+            assert_eq!(uart.base.base, 0x0900_0000);
+            assert_eq!(uart.irq, Some(33));
+            let fdt = fdt::Fdt::new(&dtb).unwrap();
+            let chosen = fdt.find_node("/chosen").unwrap();
+            assert_eq!(chosen.property("stdout-path").unwrap().as_str(), Some("/pl011@9000000"));
+            let uart_node = fdt.find_node("/pl011@9000000").unwrap();
+            assert_eq!(uart_node.property("clocks").unwrap().value.len(), 8);
+        }
     }
 
     #[test]

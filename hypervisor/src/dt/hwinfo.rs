@@ -2053,6 +2053,13 @@ mod tests {
                 vcpus: 4,
                 bootargs: "console=hvc0",
                 initrd: Some((0x8800_0000, 0x8900_0000)),
+                platform: Some(crate::dt::guest_fdt::GuestPlatform {
+                    gic: crate::dt::guest_fdt::GuestGic::V3 {
+                        distributor: (0x0800_0000, 0x1_0000),
+                        redistributors: (0x080a_0000, 0x8_0000),
+                    },
+                    uart: (0x0900_0000, 1),
+                }),
             })
             .unwrap(),
         ];

@@ -452,6 +452,7 @@ fn build_dtb(spec: &VmSpec) -> Result<Vec<u8>, CreateError> {
         vcpus: spec.vcpus,
         bootargs: spec.cmdline,
         initrd: None,
+        platform: None,
     })
     .map_err(|_| CreateError::DeviceTree)
 }
