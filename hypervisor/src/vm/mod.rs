@@ -4,6 +4,7 @@
 //! once none of its vCPUs is loaded on any physical CPU, so a stopped VM can never be running
 //! on memory that has been handed to someone else.
 
+pub mod mmio;
 pub mod psci_rules;
 pub mod ram;
 
