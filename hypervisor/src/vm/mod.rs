@@ -5,6 +5,7 @@
 //! on memory that has been handed to someone else.
 
 pub mod mmio;
+pub mod layout;
 pub mod psci_rules;
 pub mod ram;
 

@@ -37,6 +37,8 @@ const GICD_CTLR_V3_ENABLE_G1: u32 = 1 << 1;
 const GICD_CTLR_V3_ARE: u32 = 1 << 4;
 const GICD_IGROUPR: u64 = 0x80;
 const GICD_ISENABLER: u64 = 0x100;
+const GICD_ISACTIVER: u64 = 0x300;
+const GICD_ICACTIVER: u64 = 0x380;
 const GICD_IPRIORITYR: u64 = 0x400;
 
 // Redistributor registers (IHI 0069 §12.10, §12.11). Each redistributor is two 64 KiB frames.
@@ -54,6 +56,11 @@ const GICC_CTLR_ENABLE_GRP0_GRP1: u32 = 0b11;
 const GICC_PMR: u64 = 0x4;
 const GICC_IAR: u64 = 0xc;
 const GICC_EOIR: u64 = 0x10;
+const GICC_DIR: u64 = 0x1000;
+/// GICC_CTLR.EOImodeNS: EOIR only drops the priority; deactivation is a separate write.
+const GICC_CTLR_EOIMODE: u32 = 1 << 9;
+/// ICC_CTLR_EL1.EOImode (IHI 0069 §12.2.6), likewise.
+const ICC_CTLR_EOIMODE: u64 = 1 << 1;
 
 /// The priority given to the hypervisor's interrupts: mid-range, so that a later vGIC can
 /// order guest interrupts around it.
@@ -95,13 +102,16 @@ pub fn init_cpu(mpidr: u64) {
                 asm!("msr icc_sre_el2, {}", "isb", in(reg) 0b1001u64, options(nostack));
                 asm!("msr icc_pmr_el1, {}", in(reg) PRIORITY_MASK_ALL as u64, options(nostack));
                 asm!("msr icc_bpr1_el1, {}", in(reg) 0u64, options(nostack));
+                // Split priority drop and deactivation, so that an interrupt handed to a guest
+                // (the virtual timer) stays active until the guest deactivates it.
+                asm!("msr icc_ctlr_el1, {}", in(reg) ICC_CTLR_EOIMODE, options(nostack));
                 asm!("msr icc_igrpen1_el1, {}", "isb", in(reg) 1u64, options(nostack));
             }
         }
         GicVersion::V2 => {
             if let Some(c) = gic.cpu_interface {
                 mmio_write(c.base + GICC_PMR, PRIORITY_MASK_ALL);
-                mmio_write(c.base + GICC_CTLR, GICC_CTLR_ENABLE_GRP0_GRP1);
+                mmio_write(c.base + GICC_CTLR, GICC_CTLR_ENABLE_GRP0_GRP1 | GICC_CTLR_EOIMODE);
             }
         }
     }
@@ -163,14 +173,81 @@ pub fn acknowledge() -> u32 {
     }
 }
 
-/// Ends (priority drop and deactivation) an interrupt returned by `acknowledge`.
-pub fn end_of_interrupt(intid: u32) {
+/// Drops the running priority of an interrupt returned by `acknowledge`, leaving it active
+/// (EOImode 1): enough when a guest will deactivate it through a hardware-linked list register.
+pub fn priority_drop(intid: u32) {
     match GIC.get().map(|g| (g.version, g.cpu_interface)) {
         Some((GicVersion::V3, _)) => {
-            // SAFETY: ends an interrupt this CPU acknowledged (EOImode 0: also deactivates).
+            // SAFETY: priority drop of an interrupt this CPU acknowledged.
             unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) intid as u64, options(nostack)) }
         }
         Some((GicVersion::V2, Some(c))) => mmio_write(c.base + GICC_EOIR, intid),
         _ => {}
+    }
+}
+
+/// Ends an interrupt the hypervisor handled itself: priority drop, then deactivation.
+pub fn end_of_interrupt(intid: u32) {
+    priority_drop(intid);
+    match GIC.get().map(|g| (g.version, g.cpu_interface)) {
+        Some((GicVersion::V3, _)) => {
+            // SAFETY: deactivates an interrupt this CPU acknowledged.
+            unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) intid as u64, options(nostack)) }
+        }
+        Some((GicVersion::V2, Some(c))) => mmio_write(c.base + GICC_DIR, intid),
+        _ => {}
+    }
+}
+
+/// The private-interrupt register bank of this CPU: its redistributor's SGI frame (v3) or the
+/// distributor's banked registers (v2).
+fn private_bank(mpidr: u64) -> Option<u64> {
+    let gic = GIC.get()?;
+    match gic.version {
+        GicVersion::V3 => redistributor_of(gic, mpidr).map(|rd| rd + GICR_SGI_BASE),
+        GicVersion::V2 => Some(gic.distributor.base),
+    }
+}
+
+/// Whether private interrupt `intid` is active on this CPU.
+pub fn ppi_active(intid: u32, mpidr: u64) -> bool {
+    private_bank(mpidr).is_some_and(|b| mmio_read(b + GICD_ISACTIVER) & (1 << intid) != 0)
+}
+
+/// Sets or clears the active state of private interrupt `intid` on this CPU (a vCPU switch
+/// carries the virtual timer's active state with the vCPU).
+pub fn set_ppi_active(intid: u32, mpidr: u64, active: bool) {
+    if let Some(b) = private_bank(mpidr) {
+        let reg = if active { GICD_ISACTIVER } else { GICD_ICACTIVER };
+        mmio_write(b + reg, 1 << intid);
+        barrier::dsb(barrier::SY);
+    }
+}
+
+/// Sends software-generated interrupt `intid` (0..15) to the physical CPU `mpidr`: a kick
+/// that makes it exit its guest and look at its vCPUs' pending interrupts.
+pub fn send_sgi(intid: u32, mpidr: u64) {
+    let Some(gic) = GIC.get() else { return };
+    match gic.version {
+        GicVersion::V3 => {
+            // ICC_SGI1R_EL1 (IHI 0069 §12.2.22): Aff3 55:48, Aff2 39:32, INTID 27:24, Aff1
+            // 23:16, TargetList 15:0 (one bit per Aff0 value 0..15).
+            let aff0 = mpidr & 0xf;
+            let value = (((mpidr >> 32) & 0xff) << 48)
+                | (((mpidr >> 16) & 0xff) << 32)
+                | ((intid as u64 & 0xf) << 24)
+                | (((mpidr >> 8) & 0xff) << 16)
+                | (1 << aff0);
+            barrier::dsb(barrier::ISH);
+            // SAFETY: generates an SGI; it changes no memory.
+            unsafe { asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) value, options(nostack)) };
+        }
+        GicVersion::V2 => {
+            // GICD_SGIR (IHI 0048 §4.3.15): CPUTargetList 23:16, INTID 3:0; the CPU interface
+            // number is assumed to be Aff0, as on QEMU virt.
+            const GICD_SGIR: u64 = 0xf00;
+            barrier::dsb(barrier::ISH);
+            mmio_write(gic.distributor.base + GICD_SGIR, (1 << (16 + (mpidr & 7))) | (intid & 0xf));
+        }
     }
 }

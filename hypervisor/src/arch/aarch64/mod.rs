@@ -14,6 +14,7 @@ pub mod percpu;
 pub mod pl011;
 pub mod timer;
 pub mod traps;
+pub mod vcpu_if;
 pub mod vectors;
 
 use crate::dt::hwinfo::HwInfo;
