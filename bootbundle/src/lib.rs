@@ -144,7 +144,10 @@ impl fmt::Display for BundleError {
             BadStartAfter { vm } => write!(f, "VM {vm}: start_after must name an earlier VM"),
             BadFixedPa { vm } => write!(f, "VM {vm}: fixed physical address not 2 MiB aligned"),
             LinuxWithOffsets { vm } => {
-                write!(f, "VM {vm}: a Linux image is placed by the hypervisor: offsets must be 0")
+                write!(
+                    f,
+                    "VM {vm}: a Linux image is placed by the hypervisor: offsets must be 0"
+                )
             }
         }
     }

@@ -165,7 +165,10 @@ fn carries_an_initrd_and_the_linux_flag() {
     assert_eq!(b.vms()[0].initrd, &[7; 33][..]);
     assert!(b.vms()[0].flags.linux());
     v.load_offset = 0x1000;
-    assert_eq!(build(vec![v]).unwrap_err(), BundleError::LinuxWithOffsets { vm: 0 });
+    assert_eq!(
+        build(vec![v]).unwrap_err(),
+        BundleError::LinuxWithOffsets { vm: 0 }
+    );
 }
 
 #[test]
@@ -174,5 +177,8 @@ fn refuses_an_initrd_outside_the_bundle() {
     let off = HEADER_SIZE + 112;
     data[off..off + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
     data[off + 8..off + 16].copy_from_slice(&16u64.to_le_bytes());
-    assert_eq!(Bundle::parse(&data).unwrap_err(), BundleError::PayloadOutOfBounds { vm: 0 });
+    assert_eq!(
+        Bundle::parse(&data).unwrap_err(),
+        BundleError::PayloadOutOfBounds { vm: 0 }
+    );
 }

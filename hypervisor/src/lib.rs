@@ -5,9 +5,11 @@
 extern crate alloc;
 
 pub mod console;
+pub mod devices;
 pub mod dt;
 pub mod memory;
 pub mod sched;
+pub mod vgic;
 pub mod vm;
 
 #[cfg(target_os = "none")]

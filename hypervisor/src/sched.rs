@@ -97,6 +97,7 @@ mod target {
             if let Some(cur) = self.current.take() {
                 // SAFETY: `cur` is pinned to this CPU and loaded in its registers.
                 unsafe { crate::arch::unload_vcpu(cur) };
+                cur.set_loaded(false);
                 cur.vm.loaded.fetch_sub(1, Ordering::AcqRel);
                 cur.vm.after_unload();
             }
@@ -110,6 +111,7 @@ mod target {
                 if let Some(next) = self.pick() {
                     if let Some(cur) = self.current {
                         if same(cur, next) {
+                            crate::vm::platform::flush_list_registers(next);
                             // SAFETY: `next` is pinned here and is the loaded vCPU.
                             return unsafe { &mut next.ctx().regs };
                         }
@@ -118,7 +120,9 @@ mod target {
                     next.vm.loaded.fetch_add(1, Ordering::AcqRel);
                     // SAFETY: `next` is pinned to this CPU and nothing else is loaded.
                     unsafe { crate::arch::load_vcpu(next) };
+                    next.set_loaded(true);
                     self.current = Some(next);
+                    crate::vm::platform::flush_list_registers(next);
                     // SAFETY: as above.
                     return unsafe { &mut next.ctx().regs };
                 }

@@ -5,8 +5,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use harness_runner::suites::ALL_SUITES;
+use harness_runner::all_suite_names;
 use regex::Regex;
+
+use crate::vmarg::{self, VmArg};
 
 /// A command-line mistake.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,16 +29,25 @@ usage: cargo xtask <command> [options]
 
 commands:
   build                      build the hypervisor and guests, write target/images/hypervisor.bin
-  run [options]              build, then boot the demo (VMs alpha and beta) in QEMU
+  run [options]              build, then boot VMs in QEMU and show their consoles; by default two
+                             Debian Linux VMs, alpha and beta (docs/linux-guests.md)
+      --vm SPEC              a Linux VM instead of the default demo (repeatable):
+                             kernel=PATH[,initrd=PATH|none][,ram=SIZE][,vcpus=N][,name=NAME]
+                             [,cmdline=STRING]   (cmdline last: it takes the rest, commas too)
+                             defaults: the harness initramfs, ram=256M, vcpus=1, name=vm<N>,
+                             cmdline=console=ttyAMA0; SIZE: bytes or 256M, 1G
+      --demo linux|guests    the default demo: two Linux VMs (linux), or the test-guest demo
+                             (guests: alpha and beta running the `demo` program)
       --timeout SECS         stop after SECS seconds (default: none)
       --expect REGEX         succeed once a console line matched REGEX (repeatable: all must match)
       --smp N                QEMU CPUs, 1 to 8 (default 2)
-      --gic 2|3              GIC version (default 3)
+      --gic 2|3              GIC version of QEMU's machine (default 3)
       --icount               run QEMU with -icount shift=0,sleep=off
   test [options]             host tests, then every harness suite in QEMU
       --suite NAME           run only this suite (repeatable)
       --skip-host            skip the host tests (scripts/fetch-dtbs.sh, cargo test --workspace)
       --jobs N               suites run at once, 1 or 2 (default 2)
+      --include-pending      also run the pending suites (listed as skipped otherwise)
   bench                      run the bench suite, merge its figures into target/bench/results.json
   help                       this text
 ";
@@ -50,6 +61,16 @@ pub enum Command {
     Help,
 }
 
+/// What `cargo xtask run` boots when no `--vm` is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Demo {
+    /// Two Linux VMs, `alpha` and `beta`.
+    #[default]
+    Linux,
+    /// The test-guest demo: `alpha` and `beta` running the `demo` program.
+    Guests,
+}
+
 #[derive(Debug)]
 pub struct RunOpts {
     pub timeout: Option<Duration>,
@@ -57,7 +78,9 @@ pub struct RunOpts {
     pub smp: u32,
     pub gic: u32,
     pub icount: bool,
-    // Issue 3 adds `--vm kernel=PATH,...` here: a list of VMs replacing the demo.
+    /// `--vm`: Linux VMs replacing the demo.
+    pub vms: Vec<VmArg>,
+    pub demo: Demo,
 }
 
 impl Default for RunOpts {
@@ -68,6 +91,8 @@ impl Default for RunOpts {
             smp: 2,
             gic: 3,
             icount: false,
+            vms: Vec::new(),
+            demo: Demo::default(),
         }
     }
 }
@@ -77,6 +102,8 @@ pub struct TestOpts {
     pub suites: Vec<String>,
     pub skip_host: bool,
     pub jobs: usize,
+    /// Run the pending suites too (`harness_runner::PENDING_SUITES`).
+    pub include_pending: bool,
 }
 
 impl Default for TestOpts {
@@ -85,6 +112,7 @@ impl Default for TestOpts {
             suites: Vec::new(),
             skip_host: false,
             jobs: 2,
+            include_pending: false,
         }
     }
 }
@@ -159,8 +187,22 @@ fn no_flags(w: &mut Words, command: &str) -> Result<(), Usage> {
 
 fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
     let mut o = RunOpts::default();
+    let mut demo_given = false;
     while let Some((flag, inline)) = w.next_flag()? {
         match flag.as_str() {
+            "--vm" => {
+                let v = w.value(&flag, inline)?;
+                o.vms.push(vmarg::parse_vm(&v, o.vms.len() + 1)?);
+            }
+            "--demo" => {
+                let v = w.value(&flag, inline)?;
+                o.demo = match v.as_str() {
+                    "linux" => Demo::Linux,
+                    "guests" => Demo::Guests,
+                    _ => return Err(usage(format!("--demo must be linux or guests, not `{v}`"))),
+                };
+                demo_given = true;
+            }
             "--timeout" => {
                 let v = w.value(&flag, inline)?;
                 let secs: f64 = number(&flag, &v)?;
@@ -189,7 +231,7 @@ fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
                 let v = w.value(&flag, inline)?;
                 o.gic = match v.as_str() {
                     "3" | "v3" => 3,
-                    "2" | "v2" => return Err(usage("--gic 2: GICv2 is not supported yet")),
+                    "2" | "v2" => 2,
                     _ => return Err(usage(format!("--gic must be 2 or 3, not `{v}`"))),
                 };
             }
@@ -200,6 +242,12 @@ fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
             _ => return Err(usage(format!("`run` has no option `{flag}`"))),
         }
     }
+    if demo_given && !o.vms.is_empty() {
+        return Err(usage(
+            "--demo and --vm cannot be combined: --vm replaces the demo",
+        ));
+    }
+    vmarg::check_vms(&o.vms)?;
     Ok(o)
 }
 
@@ -209,10 +257,11 @@ fn parse_test(w: &mut Words) -> Result<TestOpts, Usage> {
         match flag.as_str() {
             "--suite" => {
                 let v = w.value(&flag, inline)?;
-                if !ALL_SUITES.contains(&v.as_str()) {
+                let all = all_suite_names();
+                if !all.contains(&v.as_str()) {
                     return Err(usage(format!(
                         "unknown suite `{v}` (suites: {})",
-                        ALL_SUITES.join(", ")
+                        all.join(", ")
                     )));
                 }
                 if !o.suites.contains(&v) {
@@ -222,6 +271,10 @@ fn parse_test(w: &mut Words) -> Result<TestOpts, Usage> {
             "--skip-host" => {
                 Words::no_value(&flag, inline)?;
                 o.skip_host = true;
+            }
+            "--include-pending" => {
+                Words::no_value(&flag, inline)?;
+                o.include_pending = true;
             }
             "--jobs" => {
                 let v = w.value(&flag, inline)?;
@@ -271,6 +324,19 @@ mod tests {
             ["alpha.*done", "beta"]
         );
         assert_eq!((o.smp, o.gic, o.icount), (4, 3, true));
+        assert_eq!((o.vms.len(), o.demo), (0, Demo::Linux));
+        assert_eq!(run("run --gic 2").gic, 2);
+        assert_eq!(run("run --gic=v2").gic, 2);
+        assert_eq!(run("run --demo guests").demo, Demo::Guests);
+        assert_eq!(run("run --demo=linux").demo, Demo::Linux);
+        let o = run("run --vm kernel=/k,name=a --vm=kernel=/j,vcpus=2,ram=1G --smp 2");
+        assert_eq!(
+            o.vms
+                .iter()
+                .map(|v| (v.name.as_str(), v.vcpus, v.ram))
+                .collect::<Vec<_>>(),
+            [("a", 1, 256 << 20), ("vm2", 2, 1 << 30)]
+        );
         assert_eq!(
             run("run --timeout 0.5").timeout,
             Some(Duration::from_millis(500))
@@ -279,7 +345,6 @@ mod tests {
 
     #[test]
     fn run_errors() {
-        assert_eq!(err("run --gic 2"), "--gic 2: GICv2 is not supported yet");
         assert_eq!(err("run --gic 4"), "--gic must be 2 or 3, not `4`");
         assert_eq!(err("run --smp 0"), "--smp must be 1 to 8, not 0");
         assert_eq!(err("run --smp 9"), "--smp must be 1 to 8, not 9");
@@ -302,6 +367,28 @@ mod tests {
         assert_eq!(err("run --icount=1"), "--icount takes no value");
         assert_eq!(err("run --frob"), "`run` has no option `--frob`");
         assert_eq!(err("run stray"), "unexpected argument `stray`");
+        assert_eq!(
+            err("run --demo shiny"),
+            "--demo must be linux or guests, not `shiny`"
+        );
+        assert_eq!(
+            err("run --demo guests --vm kernel=k"),
+            "--demo and --vm cannot be combined: --vm replaces the demo"
+        );
+        assert_eq!(err("run --vm"), "--vm needs a value");
+        assert_eq!(
+            err("run --vm kernel=k,colour=blue"),
+            "--vm: unknown key `colour` (keys: kernel, initrd, ram, vcpus, cmdline, name)"
+        );
+        assert_eq!(
+            err("run --vm ram=1G"),
+            "--vm `ram=1G`: `kernel=PATH` is missing"
+        );
+        assert_eq!(
+            err("run --vm kernel=k --vm kernel=j,name=vm1"),
+            "--vm: two VMs are named `vm1`"
+        );
+        assert!(err("run --vm kernel=k,ram=8G").contains("more than the 8 GiB QEMU machine"));
     }
 
     #[test]
@@ -323,8 +410,18 @@ mod tests {
             TestOpts {
                 suites: vec!["basics".into(), "two_vms_two_cpus".into()],
                 skip_host: true,
-                jobs: 1
+                jobs: 1,
+                include_pending: false,
             }
+        );
+        let Ok(Command::Test(o)) = p("test --include-pending --suite linux_sleep_1s") else {
+            panic!()
+        };
+        assert!(o.include_pending);
+        assert_eq!(o.suites, ["linux_sleep_1s"]);
+        assert_eq!(
+            err("test --include-pending=1"),
+            "--include-pending takes no value"
         );
         let Ok(Command::Test(o)) = p("test") else {
             panic!()

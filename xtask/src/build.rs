@@ -245,6 +245,7 @@ pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
         hypervisor_elf,
         hypervisor_bin,
         guest_dir,
+        linux: None,
     })
 }
 

@@ -3,6 +3,9 @@
 
 mod args;
 mod build;
+mod cpio;
+mod images;
+mod vmarg;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,12 +14,19 @@ use std::process::{Command, ExitCode};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use harness_runner::qemu::{self, ConsoleEvent, Qemu, QemuConfig, SpawnOptions};
-use harness_runner::suites::{self, TEST_SUITES};
-use harness_runner::{junit, report, run_suite, run_suites, Artifacts};
+use harness_runner::linux::{self, LinuxVm, DEFAULT_CMDLINE, DEFAULT_RAM};
+use harness_runner::qemu::{
+    self, ConsoleEvent, Qemu, QemuConfig, SpawnOptions, DEFAULT_MEMORY_MIB,
+};
+use harness_runner::suites::{self, SuiteVm};
+use harness_runner::{
+    junit, needs_linux_images, pending_reason, report, run_suite, run_suites, test_suite_names,
+    Artifacts,
+};
 
-use args::{Command as Cmd, RunOpts, TestOpts};
+use args::{Command as Cmd, Demo, RunOpts, TestOpts, Usage};
 use build::{rel, Workspace};
+use vmarg::InitrdArg;
 
 /// A command failed (exit status 1); the message says why.
 #[derive(Debug)]
@@ -45,7 +55,14 @@ fn main() -> ExitCode {
         Cmd::Build => build::ensure_prerequisites()
             .and_then(|()| build::build(&ws))
             .map(|_| ()),
-        Cmd::Run(opts) => cmd_run(&ws, &opts),
+        Cmd::Run(opts) => match cmd_run(&ws, &opts) {
+            Err(Stop::Usage(Usage(msg))) => {
+                eprintln!("xtask: error: {msg}");
+                return ExitCode::from(2);
+            }
+            Err(Stop::Failure(f)) => Err(f),
+            Ok(()) => Ok(()),
+        },
         Cmd::Test(opts) => cmd_test(&ws, &opts),
         Cmd::Bench => cmd_bench(&ws),
     };
@@ -63,10 +80,97 @@ fn prepare(ws: &Workspace) -> Result<Artifacts, Failure> {
     build::build(ws)
 }
 
-fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Failure> {
+/// Why `cargo xtask run` stopped: a bad `--vm` (exit status 2, nothing started) or a failure.
+enum Stop {
+    Usage(Usage),
+    Failure(Failure),
+}
+
+impl From<Usage> for Stop {
+    fn from(u: Usage) -> Self {
+        Stop::Usage(u)
+    }
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Self {
+        Stop::Failure(f)
+    }
+}
+
+/// What `cargo xtask run` boots.
+enum RunVms {
+    /// Test-guest programs (`--demo guests`).
+    Guests(Vec<SuiteVm>),
+    Linux(Vec<LinuxVm>),
+}
+
+/// The VMs of `cargo xtask run`, every file read and checked. Mistakes in `--vm` files are
+/// found before anything is fetched or built; the images are fetched only if needed.
+fn run_vms(ws: &Workspace, opts: &RunOpts) -> Result<RunVms, Stop> {
+    if opts.vms.is_empty() && opts.demo == Demo::Guests {
+        return Ok(RunVms::Guests(suites::demo_vms()));
+    }
+    if opts.vms.is_empty() {
+        let images = images::prepare_linux_images(ws)?;
+        let read = |p: &std::path::Path| {
+            fs::read(p).map_err(|e| Failure(format!("cannot read {}: {e}", p.display())))
+        };
+        let (kernel, initrd) = (read(&images.kernel)?, read(&images.initramfs)?);
+        let vms: Vec<LinuxVm> = ["alpha", "beta"]
+            .iter()
+            .map(|name| LinuxVm {
+                name: name.to_string(),
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                ram: DEFAULT_RAM,
+                vcpus: 1,
+                cmdline: DEFAULT_CMDLINE.into(),
+            })
+            .collect();
+        for vm in &vms {
+            linux::plan_vm(vm).map_err(Failure)?;
+        }
+        return Ok(RunVms::Linux(vms));
+    }
+    let mut loaded = Vec::new();
+    for vm in &opts.vms {
+        loaded.push((vmarg::load_kernel(vm)?, vmarg::load_initrd(vm)?));
+    }
+    let default_initrd = if opts.vms.iter().any(|v| v.initrd == InitrdArg::Default) {
+        build::ensure_prerequisites()?;
+        let images = images::prepare_linux_images(ws)?;
+        Some(
+            fs::read(&images.initramfs)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", images.initramfs.display())))?,
+        )
+    } else {
+        None
+    };
+    let mut vms = Vec::new();
+    for (vm, (kernel, initrd)) in opts.vms.iter().zip(loaded) {
+        let initrd = initrd.unwrap_or_else(|| default_initrd.clone().unwrap_or_default());
+        vms.push(vmarg::finish_vm(vm, kernel, initrd)?);
+    }
+    linux::machine_ram_for(&vms).map_err(|e| Usage(format!("--vm: {e}")))?;
+    Ok(RunVms::Linux(vms))
+}
+
+fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
+    let vms = run_vms(ws, opts)?;
     let artifacts = prepare(ws)?;
-    let vms = suites::demo_vms();
-    let bundle = suites::build_bundle(&vms, &artifacts).map_err(Failure)?;
+    let (bundle, names, memory_mib) = match &vms {
+        RunVms::Guests(vms) => (
+            suites::build_bundle(vms, &artifacts).map_err(Failure)?,
+            vms.iter().map(|v| v.name.clone()).collect::<Vec<_>>(),
+            DEFAULT_MEMORY_MIB,
+        ),
+        RunVms::Linux(vms) => (
+            linux::build_linux_bundle(vms).map_err(Failure)?,
+            vms.iter().map(|v| v.name.clone()).collect(),
+            linux::machine_ram_for(vms).map_err(Failure)? >> 20,
+        ),
+    };
     let bundle_path = ws.out.join("images").join("run-bundle.bin");
     fs::write(&bundle_path, bundle)
         .map_err(|e| Failure(format!("cannot write {}: {e}", bundle_path.display())))?;
@@ -74,10 +178,10 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Failure> {
         smp: opts.smp,
         gic: opts.gic,
         icount: opts.icount,
+        memory_mib,
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle_path,
     };
-    let names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
     progress(&format!(
         "booting VMs {} with: {}",
         names.join(", "),
@@ -95,7 +199,7 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Failure> {
     .map_err(|e| Failure(e.to_string()))?;
     let outcome = watch_console(&mut qemu, opts);
     qemu.stop();
-    outcome.map(|msg| progress(&msg))
+    outcome.map(|msg| progress(&msg)).map_err(Stop::Failure)
 }
 
 /// Follows the console of `cargo xtask run` until the `--expect`s matched, QEMU exited, the
@@ -209,23 +313,43 @@ fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
             problems.push("the host tests failed (cargo test --workspace, above)".to_string());
         }
     }
-    let artifacts = build::build(ws)?;
+    let mut artifacts = build::build(ws)?;
     let names: Vec<String> = if opts.suites.is_empty() {
-        TEST_SUITES.iter().map(|s| s.to_string()).collect()
+        test_suite_names().iter().map(|s| s.to_string()).collect()
     } else {
         opts.suites.clone()
     };
+    // Pending suites are reported as skipped, unless asked for (--include-pending, or by name).
+    let skip: Vec<(String, String)> = names
+        .iter()
+        .filter(|_| !opts.include_pending && opts.suites.is_empty())
+        .filter_map(|n| pending_reason(n).map(|why| (n.clone(), why.to_string())))
+        .collect();
+    if names
+        .iter()
+        .any(|n| needs_linux_images(n) && !skip.iter().any(|(s, _)| s == n))
+    {
+        artifacts.linux = Some(images::prepare_linux_images(ws)?);
+    }
     let out_dir = ws.out.join("harness");
     fs::create_dir_all(&out_dir)
         .map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
     let jobs = opts.jobs.min(2);
     println!(
-        "\nrunning {} harness suites ({} at a time)",
-        names.len(),
-        jobs
+        "\nrunning {} harness suites ({} at a time){}",
+        names.len() - skip.len(),
+        jobs,
+        if skip.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} pending, skipped (--include-pending runs them)",
+                skip.len()
+            )
+        }
     );
     let _ = io::stdout().flush();
-    let reports = run_suites(&names, &artifacts, &out_dir, jobs, |r| {
+    let reports = run_suites(&names, &skip, &artifacts, &out_dir, jobs, |r| {
         print!("{}", report::case_lines(r));
         let _ = io::stdout().flush();
     });

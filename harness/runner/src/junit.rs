@@ -42,18 +42,33 @@ fn escape_with(s: &str, attribute: bool) -> String {
 pub fn junit_xml(reports: &[SuiteReport]) -> String {
     let tests: usize = reports.iter().map(|r| r.cases.len()).sum();
     let failures: usize = reports.iter().map(|r| r.failed()).sum();
+    let skipped: usize = reports.iter().map(|r| r.ignored()).sum();
     let time: f64 = reports.iter().map(|r| r.time.as_secs_f64()).sum();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(x, "<testsuites name=\"harness\" tests=\"{tests}\" failures=\"{failures}\" time=\"{time:.3}\">");
+    let _ = writeln!(x, "<testsuites name=\"harness\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{time:.3}\">");
     for r in reports {
         let _ = writeln!(
             x,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\" time=\"{:.3}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\">",
             escape(&r.name),
             r.cases.len(),
             r.failed(),
+            r.ignored(),
             r.time.as_secs_f64()
         );
+        if let Some(why) = &r.skipped {
+            for c in &r.cases {
+                let _ = writeln!(
+                    x,
+                    "    <testcase classname=\"{}\" name=\"{}\" time=\"0.000\">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                    escape(&r.name),
+                    escape(&c.id()),
+                    escape(why)
+                );
+            }
+            x.push_str("  </testsuite>\n");
+            continue;
+        }
         for c in &r.cases {
             let _ = write!(
                 x,
@@ -148,10 +163,11 @@ mod tests {
             tail: vec!["attacker| \x07bell".into()],
             log: PathBuf::from("target/harness/iso.log"),
             metrics: vec![],
+            skipped: None,
         }];
         let x = junit_xml(&reports);
         assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
-        assert!(x.contains("tests=\"3\" failures=\"1\""));
+        assert!(x.contains("tests=\"3\" failures=\"1\" skipped=\"0\""));
         assert!(x.contains("<testsuite name=\"iso&lt;1&gt;\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"1.500\">"));
         assert!(x.contains(
             "<testcase classname=\"iso&lt;1&gt;\" name=\"victim::pattern_intact\" time=\"0.250\"/>"
@@ -171,6 +187,27 @@ mod tests {
         assert_eq!(
             x.matches("</testcase>").count() + x.matches("\"/>").count(),
             3
+        );
+    }
+
+    #[test]
+    fn pending_suites_are_skipped_with_their_reason() {
+        let r = SuiteReport::skipped(
+            "linux_two_vms",
+            "pending: <vGIC>",
+            std::path::Path::new("target/harness"),
+        );
+        assert_eq!((r.failed(), r.passed(), r.ignored()), (0, 0, 2));
+        let x = junit_xml(&[r]);
+        assert!(x.contains("<testsuites name=\"harness\" tests=\"2\" failures=\"0\" skipped=\"2\""));
+        assert!(x.contains("<testsuite name=\"linux_two_vms\" tests=\"2\" failures=\"0\" errors=\"0\" skipped=\"2\""));
+        assert!(x.contains(
+            "<testcase classname=\"linux_two_vms\" name=\"alpha::ready\" time=\"0.000\">\n      <skipped message=\"pending: &lt;vGIC&gt;\"/>\n    </testcase>"
+        ));
+        assert!(x.contains("name=\"beta::ready\""));
+        assert_eq!(
+            x.matches("<testcase ").count(),
+            x.matches("</testcase>").count()
         );
     }
 }

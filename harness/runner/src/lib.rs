@@ -5,6 +5,10 @@
 pub mod elf;
 pub mod framing;
 pub mod junit;
+/// The hypervisor's placement of a VM's image, initrd and device tree (shared source file).
+#[path = "../../../hypervisor/src/vm/layout.rs"]
+pub mod layout;
+pub mod linux;
 pub mod monitor;
 pub mod qemu;
 pub mod report;
@@ -23,8 +27,58 @@ pub use monitor::{CaseResult, Monitor};
 pub use suites::{Suite, SuiteVm};
 
 use elf::FlatImage;
+use linux::{LinuxImages, LinuxMonitor, LinuxSuite, BAD_VM_ARGS_SUITE};
 use qemu::{ConsoleEvent, Qemu, QemuConfig, SpawnOptions};
-use suites::{GuestImages, Symbols};
+use suites::{GuestImages, Symbols, ALL_SUITES, TEST_SUITES};
+
+/// Suites that are defined and listed but not run by default (`cargo xtask test
+/// --include-pending` runs them, and so does naming one with `--suite`), with the reason; they
+/// are reported as skipped. Remove a suite from here when what it tests has landed.
+pub const PENDING_SUITES: &[(&str, &str)] = &[
+    ("linux_boot_gicv3", LINUX_PENDING),
+    ("linux_boot_gicv2", LINUX_PENDING),
+    ("linux_smp2", LINUX_PENDING),
+    ("linux_two_vms", LINUX_PENDING),
+    ("linux_poweroff_one", LINUX_PENDING),
+    ("linux_reboot_one", LINUX_PENDING),
+    ("linux_sleep_1s", LINUX_PENDING),
+    ("linux_flood_isolation", LINUX_PENDING),
+];
+
+const LINUX_PENDING: &str =
+    "pending: the hypervisor cannot boot Linux yet (virtual GIC, timer, PL011 and guest device tree: issue 3)";
+
+/// Why suite `name` is pending, if it is.
+pub fn pending_reason(name: &str) -> Option<&'static str> {
+    PENDING_SUITES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
+}
+
+/// Every suite name `--suite` accepts: the test-guest suites (bench included), then the Linux
+/// suites.
+pub fn all_suite_names() -> Vec<&'static str> {
+    ALL_SUITES
+        .iter()
+        .chain(linux::LINUX_SUITES)
+        .copied()
+        .collect()
+}
+
+/// The suites `cargo xtask test` runs (or reports as skipped, if pending), in order.
+pub fn test_suite_names() -> Vec<&'static str> {
+    TEST_SUITES
+        .iter()
+        .chain(linux::LINUX_SUITES)
+        .copied()
+        .collect()
+}
+
+/// Whether suite `name` boots Linux guests (and so needs [`Artifacts::linux`]).
+pub fn needs_linux_images(name: &str) -> bool {
+    linux::linux_suite_by_name(name).is_some()
+}
 
 /// The built images the harness boots.
 #[derive(Clone, Debug)]
@@ -35,6 +89,8 @@ pub struct Artifacts {
     pub hypervisor_bin: PathBuf,
     /// Where the guest program ELFs are (`<target>/aarch64-unknown-none/release`).
     pub guest_dir: PathBuf,
+    /// Debian's kernel and the initramfs, if prepared (only the Linux suites need them).
+    pub linux: Option<LinuxImages>,
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -87,11 +143,108 @@ pub struct SuiteReport {
     pub log: PathBuf,
     /// `#HT metric` figures, in order.
     pub metrics: Vec<(String, String)>,
+    /// The suite was not run, for this reason (it is pending): its cases are skipped.
+    pub skipped: Option<String>,
 }
 
 impl SuiteReport {
     pub fn failed(&self) -> usize {
+        if self.skipped.is_some() {
+            return 0;
+        }
         self.cases.iter().filter(|c| !c.passed()).count()
+    }
+
+    pub fn passed(&self) -> usize {
+        if self.skipped.is_some() {
+            return 0;
+        }
+        self.cases.len() - self.failed()
+    }
+
+    /// Cases not run.
+    pub fn ignored(&self) -> usize {
+        if self.skipped.is_some() {
+            self.cases.len()
+        } else {
+            0
+        }
+    }
+
+    /// The report of a suite that is not run (see [`PENDING_SUITES`]): its cases, by name,
+    /// skipped for `reason`.
+    pub fn skipped(name: &str, reason: &str, out_dir: &Path) -> SuiteReport {
+        let cases = match linux::linux_suite_by_name(name) {
+            Some(s) => linux::case_names(&s)
+                .into_iter()
+                .map(|(vm, case)| (Some(vm), case))
+                .collect(),
+            None => vec![(None, "(suite)".to_string())],
+        };
+        SuiteReport {
+            name: name.to_string(),
+            time: Duration::ZERO,
+            cases: cases
+                .into_iter()
+                .map(|(vm, name)| CaseResult {
+                    vm,
+                    name,
+                    failure: None,
+                    time: Duration::ZERO,
+                    output: vec![],
+                })
+                .collect(),
+            tail: vec![],
+            log: out_dir.join(format!("{name}.log")),
+            metrics: vec![],
+            skipped: Some(reason.to_string()),
+        }
+    }
+}
+
+/// What `run_qemu` needs from a judge of the console: [`Monitor`] for test-guest suites,
+/// [`LinuxMonitor`] for Linux suites.
+trait Judge {
+    fn feed(&mut self, line: &str, now: Duration);
+    fn deadline(&self) -> Duration;
+    fn timeout(&mut self, now: Duration);
+    fn qemu_exited(&mut self, status: &str, success: bool);
+    fn is_finished(&self) -> bool;
+}
+
+impl Judge for Monitor {
+    fn feed(&mut self, line: &str, now: Duration) {
+        Monitor::feed(self, line, now)
+    }
+    fn deadline(&self) -> Duration {
+        Monitor::deadline(self)
+    }
+    fn timeout(&mut self, now: Duration) {
+        Monitor::timeout(self, now)
+    }
+    fn qemu_exited(&mut self, status: &str, success: bool) {
+        Monitor::qemu_exited(self, status, success)
+    }
+    fn is_finished(&self) -> bool {
+        Monitor::is_finished(self)
+    }
+}
+
+impl Judge for LinuxMonitor {
+    fn feed(&mut self, line: &str, now: Duration) {
+        LinuxMonitor::feed(self, line, now)
+    }
+    fn deadline(&self) -> Duration {
+        LinuxMonitor::deadline(self)
+    }
+    fn timeout(&mut self, now: Duration) {
+        LinuxMonitor::timeout(self, now)
+    }
+    fn qemu_exited(&mut self, status: &str, success: bool) {
+        LinuxMonitor::qemu_exited(self, status, success)
+    }
+    fn is_finished(&self) -> bool {
+        LinuxMonitor::is_finished(self)
     }
 }
 
@@ -105,6 +258,12 @@ const GRACE: Duration = Duration::from_secs(2);
 /// `<out_dir>/<suite>.log` (the console) and `<out_dir>/<suite>.bundle.bin`. Never fails: a
 /// problem before QEMU starts is reported as a failed `setup` case.
 pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteReport {
+    if name == BAD_VM_ARGS_SUITE {
+        return run_bad_vm_args(out_dir);
+    }
+    if let Some(suite) = linux::linux_suite_by_name(name) {
+        return run_linux_suite(&suite, artifacts, out_dir);
+    }
     match suites::suite_by_name(name, artifacts) {
         Ok(suite) => run_suite_def(&suite, artifacts, out_dir),
         Err(e) => failed_setup(name, out_dir, Instant::now(), e),
@@ -132,19 +291,157 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
         smp: suite.smp,
         gic: 3,
         icount: suite.icount,
+        memory_mib: qemu::DEFAULT_MEMORY_MIB,
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle,
     };
-    match run_qemu(suite, &config, &log) {
-        Ok((monitor, tail)) => SuiteReport {
+    let mut monitor = Monitor::new(suite);
+    match run_qemu(&mut monitor, &config, &log) {
+        Ok(tail) => SuiteReport {
             name: name.to_string(),
             time: start.elapsed(),
             cases: monitor.results(),
             tail,
             log,
             metrics: monitor.metrics().to_vec(),
+            skipped: None,
         },
         Err(e) => failed_setup(name, out_dir, start, e),
+    }
+}
+
+/// Boots a Linux suite (Debian's kernel and the initramfs from [`Artifacts::linux`]) and judges
+/// it with a [`LinuxMonitor`]. Writes the same files as [`run_suite_def`].
+pub fn run_linux_suite(suite: &LinuxSuite, artifacts: &Artifacts, out_dir: &Path) -> SuiteReport {
+    let start = Instant::now();
+    let name = &suite.name;
+    let log = out_dir.join(format!("{name}.log"));
+    let setup = || -> Result<(PathBuf, u64, LinuxMonitor), String> {
+        let images = artifacts.linux.as_ref().ok_or(
+            "the Linux guest images were not prepared (cargo xtask prepares them for Linux suites)",
+        )?;
+        let monitor = LinuxMonitor::new(suite)?;
+        let vms = linux::load_suite_vms(suite, images)?;
+        let memory = linux::machine_ram_for(&vms)?;
+        let bundle = linux::build_linux_bundle(&vms)?;
+        fs::create_dir_all(out_dir)
+            .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+        let path = out_dir.join(format!("{name}.bundle.bin"));
+        fs::write(&path, bundle).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok((path, memory, monitor))
+    };
+    let (bundle, memory, mut monitor) = match setup() {
+        Ok(x) => x,
+        Err(e) => return failed_setup(name, out_dir, start, e),
+    };
+    let config = QemuConfig {
+        smp: suite.smp,
+        gic: suite.gic,
+        icount: false,
+        memory_mib: memory >> 20,
+        kernel: artifacts.hypervisor_bin.clone(),
+        initrd: bundle,
+    };
+    match run_qemu(&mut monitor, &config, &log) {
+        Ok(tail) => SuiteReport {
+            name: name.to_string(),
+            time: start.elapsed(),
+            cases: monitor.results(),
+            tail,
+            log,
+            metrics: vec![],
+            skipped: None,
+        },
+        Err(e) => failed_setup(name, out_dir, start, e),
+    }
+}
+
+/// [`BAD_VM_ARGS_SUITE`]: runs this program (which must be `xtask`) once per case of
+/// [`linux::bad_vm_args_cases`], with the test kernels written to `<out_dir>/bad-vm-args/`.
+fn run_bad_vm_args(out_dir: &Path) -> SuiteReport {
+    let start = Instant::now();
+    let name = BAD_VM_ARGS_SUITE;
+    let log_path = out_dir.join(format!("{name}.log"));
+    let cli = match std::env::current_exe() {
+        Ok(p)
+            if p.file_stem()
+                .is_some_and(|s| s.to_string_lossy().starts_with("xtask")) =>
+        {
+            p
+        }
+        Ok(p) => {
+            return failed_setup(
+                name,
+                out_dir,
+                start,
+                format!(
+                    "this suite runs the xtask CLI, but this program is {}",
+                    p.display()
+                ),
+            )
+        }
+        Err(e) => return failed_setup(name, out_dir, start, format!("no current executable: {e}")),
+    };
+    let files = linux::BadArgsFiles {
+        dir: out_dir.join("bad-vm-args"),
+    };
+    let setup = || -> Result<(), String> {
+        fs::create_dir_all(&files.dir)
+            .map_err(|e| format!("cannot create {}: {e}", files.dir.display()))?;
+        for (file, data) in linux::BadArgsFiles::contents() {
+            let p = files.dir.join(file);
+            fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        return failed_setup(name, out_dir, start, e);
+    }
+    let mut log = String::new();
+    let mut cases = Vec::new();
+    for case in linux::bad_vm_args_cases(&files) {
+        let t = Instant::now();
+        let output = std::process::Command::new(&cli)
+            .args(&case.args)
+            .stdin(std::process::Stdio::null())
+            .output();
+        let (failure, stderr) = match output {
+            Ok(o) => {
+                let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+                (
+                    linux::judge_bad_args(o.status.code(), &stderr, &case.expect),
+                    stderr,
+                )
+            }
+            Err(e) => (
+                Some(format!("cannot run {}: {e}", cli.display())),
+                String::new(),
+            ),
+        };
+        let command = format!("xtask {}", case.args.join(" "));
+        log.push_str(&format!("$ {command}\n{stderr}"));
+        cases.push(CaseResult {
+            vm: None,
+            name: case.name.to_string(),
+            failure,
+            time: t.elapsed(),
+            output: std::iter::once(format!("$ {command}"))
+                .chain(stderr.lines().map(str::to_string))
+                .collect(),
+        });
+    }
+    let _ = fs::write(&log_path, &log);
+    SuiteReport {
+        name: name.to_string(),
+        time: start.elapsed(),
+        cases,
+        tail: {
+            let lines: Vec<String> = log.lines().map(str::to_string).collect();
+            lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec()
+        },
+        log: log_path,
+        metrics: vec![],
+        skipped: None,
     }
 }
 
@@ -167,24 +464,25 @@ fn failed_setup(name: &str, out_dir: &Path, start: Instant, why: String) -> Suit
         tail: vec![],
         log,
         metrics: vec![],
+        skipped: None,
     }
 }
 
-/// Runs QEMU until the suite is finished, timed out, or QEMU exits; logs the console.
+/// Runs QEMU until the suite is finished, timed out, or QEMU exits; logs the console; returns
+/// its last lines.
 fn run_qemu(
-    suite: &Suite,
+    monitor: &mut dyn Judge,
     config: &QemuConfig,
     log_path: &Path,
-) -> Result<(Monitor, Vec<String>), String> {
+) -> Result<Vec<String>, String> {
     let file =
         File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let mut log = BufWriter::new(file);
     let _ = writeln!(log, "xtask: {}", config.command_line());
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
-    let mut monitor = Monitor::new(suite);
     let mut qemu = Qemu::spawn(config, SpawnOptions::default()).map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let mut record = |event: ConsoleEvent, monitor: &mut Monitor| {
+    let mut record = |event: ConsoleEvent, monitor: &mut dyn Judge| {
         let line = match event {
             ConsoleEvent::Line(line) => {
                 monitor.feed(&line, start.elapsed());
@@ -224,7 +522,7 @@ fn run_qemu(
                 exited = true;
                 break;
             }
-            Ok(event) => record(event, &mut monitor),
+            Ok(event) => record(event, monitor),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if finished_at.is_none() && monitor.is_finished() {
@@ -232,19 +530,21 @@ fn run_qemu(
         }
     }
     for event in qemu.stop() {
-        record(event, &mut monitor);
+        record(event, monitor);
     }
     if !exited {
         let _ = writeln!(log, "xtask: QEMU stopped by the runner");
     }
     let _ = log.flush();
-    Ok((monitor, tail.into_iter().collect()))
+    Ok(tail.into_iter().collect())
 }
 
 /// Runs `names` with at most `jobs` QEMUs at once, calling `on_done` as each suite finishes;
-/// returns the reports in the order of `names`.
+/// returns the reports in the order of `names`. A suite of `skip` (name, reason) is not run but
+/// reported as skipped.
 pub fn run_suites(
     names: &[String],
+    skip: &[(String, String)],
     artifacts: &Artifacts,
     out_dir: &Path,
     jobs: usize,
@@ -260,7 +560,10 @@ pub fn run_suites(
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(name) = names.get(i) else { break };
-                let report = run_suite(name, artifacts, out_dir);
+                let report = match skip.iter().find(|(n, _)| n == name) {
+                    Some((_, why)) => SuiteReport::skipped(name, why, out_dir),
+                    None => run_suite(name, artifacts, out_dir),
+                };
                 results.lock().unwrap()[i] = Some(report);
                 let _ = tx.send(i);
             });

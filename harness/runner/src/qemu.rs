@@ -8,6 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub const QEMU: &str = "qemu-system-aarch64";
+/// QEMU `-m` of the test-guest suites (`docs/architecture.md`): 1 GiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 1024;
 
 /// One QEMU `virt` machine, as `docs/architecture.md` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +19,8 @@ pub struct QemuConfig {
     pub gic: u32,
     /// `-icount shift=0,sleep=off`.
     pub icount: bool,
+    /// `-m`, in MiB ([`DEFAULT_MEMORY_MIB`] unless Linux VMs need more).
+    pub memory_mib: u64,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
 }
@@ -31,7 +35,7 @@ impl QemuConfig {
             "-smp".into(),
             self.smp.to_string(),
             "-m".into(),
-            "1G".into(),
+            memory_arg(self.memory_mib),
             "-display".into(),
             "none".into(),
             "-serial".into(),
@@ -56,6 +60,15 @@ impl QemuConfig {
             .chain(self.args())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+/// `-m` for `mib` MiB: `1G` when a whole number of GiB, else `<n>M`.
+fn memory_arg(mib: u64) -> String {
+    if mib.is_multiple_of(1024) {
+        format!("{}G", mib / 1024)
+    } else {
+        format!("{mib}M")
     }
 }
 
@@ -279,6 +292,7 @@ mod tests {
             smp: 2,
             gic: 3,
             icount: false,
+            memory_mib: DEFAULT_MEMORY_MIB,
             kernel: "target/images/hypervisor.bin".into(),
             initrd: "b.bin".into(),
         };
@@ -297,6 +311,18 @@ mod tests {
             .command_line()
             .ends_with("-initrd b.bin -icount shift=0,sleep=off"));
         assert!(c.command_line().contains(" -smp 1 "));
+        let c = QemuConfig {
+            memory_mib: 1280,
+            gic: 2,
+            ..c
+        };
+        assert!(c.command_line().contains(" -m 1280M "));
+        assert!(c.command_line().contains("gic-version=2 "));
+        let c = QemuConfig {
+            memory_mib: 2048,
+            ..c
+        };
+        assert!(c.command_line().contains(" -m 2G "));
     }
 
     #[test]

@@ -8,6 +8,12 @@ use crate::SuiteReport;
 /// `test <suite>::<vm>::<test> ... ok|FAILED`, one line per case.
 pub fn case_lines(r: &SuiteReport) -> String {
     let mut s = String::new();
+    if let Some(why) = &r.skipped {
+        for c in &r.cases {
+            let _ = writeln!(s, "test {}::{} ... ignored, {why}", r.name, c.id());
+        }
+        return s;
+    }
     for c in &r.cases {
         let verdict = if c.passed() { "ok" } else { "FAILED" };
         let _ = writeln!(s, "test {}::{} ... {verdict}", r.name, c.id());
@@ -18,8 +24,9 @@ pub fn case_lines(r: &SuiteReport) -> String {
 /// The failures (each failed case's message, then the suite's last console lines) and the
 /// closing `test result:` line.
 pub fn summary(reports: &[SuiteReport], time: Duration) -> String {
-    let passed: usize = reports.iter().map(|r| r.cases.len() - r.failed()).sum();
+    let passed: usize = reports.iter().map(|r| r.passed()).sum();
     let failed: usize = reports.iter().map(|r| r.failed()).sum();
+    let ignored: usize = reports.iter().map(|r| r.ignored()).sum();
     let mut s = String::new();
     if failed > 0 {
         s.push_str("\nfailures:\n");
@@ -54,7 +61,7 @@ pub fn summary(reports: &[SuiteReport], time: Duration) -> String {
     let verdict = if failed == 0 { "ok" } else { "FAILED" };
     let _ = writeln!(
         s,
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; \
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; \
          0 filtered out; finished in {:.2}s",
         time.as_secs_f64()
     );
@@ -90,6 +97,7 @@ mod tests {
             tail: vec!["basics| #HT fail b boom".into()],
             log: PathBuf::from("target/harness/basics.log"),
             metrics: vec![],
+            skipped: None,
         }
     }
 
@@ -117,6 +125,24 @@ mod tests {
         assert!(s.contains("full log: target/harness/basics.log"), "{s}");
         assert!(
             s.ends_with("test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn skipped_suites_are_ignored() {
+        let skipped = SuiteReport::skipped(
+            "linux_boot_gicv3",
+            "pending: no vGIC",
+            std::path::Path::new("target/harness"),
+        );
+        assert_eq!(
+            case_lines(&skipped),
+            "test linux_boot_gicv3::linux::ready ... ignored, pending: no vGIC\n"
+        );
+        let s = summary(&[report(None), skipped], Duration::from_secs(1));
+        assert!(
+            s.ends_with("test result: ok. 2 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.00s\n"),
             "{s}"
         );
     }

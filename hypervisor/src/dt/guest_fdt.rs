@@ -327,9 +327,15 @@ impl GuestDtConfig<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestGic {
     /// Distributor and the redistributor region (one 128 KiB frame pair per vCPU).
-    V3 { distributor: (u64, u64), redistributors: (u64, u64) },
+    V3 {
+        distributor: (u64, u64),
+        redistributors: (u64, u64),
+    },
     /// Distributor and CPU interface.
-    V2 { distributor: (u64, u64), cpu_interface: (u64, u64) },
+    V2 {
+        distributor: (u64, u64),
+        cpu_interface: (u64, u64),
+    },
 }
 
 /// The emulated devices of a VM: its GIC, the architected timer, and a PL011 console.
@@ -393,12 +399,14 @@ fn reg_pairs(w: &mut FdtWriter, pairs: &[(u64, u64)]) -> Result<(), FdtError> {
 
 fn write_gic(w: &mut FdtWriter, gic: &GuestGic) -> Result<(), FdtError> {
     let (name, compatible, regs) = match *gic {
-        GuestGic::V3 { distributor, redistributors } => {
-            ("intc@", "arm,gic-v3", [distributor, redistributors])
-        }
-        GuestGic::V2 { distributor, cpu_interface } => {
-            ("intc@", "arm,cortex-a15-gic", [distributor, cpu_interface])
-        }
+        GuestGic::V3 {
+            distributor,
+            redistributors,
+        } => ("intc@", "arm,gic-v3", [distributor, redistributors]),
+        GuestGic::V2 {
+            distributor,
+            cpu_interface,
+        } => ("intc@", "arm,cortex-a15-gic", [distributor, cpu_interface]),
     };
     w.begin_node(&format!("{name}{:x}", regs[0].0))?;
     w.prop_str("compatible", compatible)?;
@@ -645,35 +653,68 @@ mod tests {
     #[test]
     fn describes_the_platform_devices_as_linux_expects() {
         for gic in [
-            GuestGic::V3 { distributor: (0x0800_0000, 0x1_0000), redistributors: (0x080a_0000, 0x4_0000) },
-            GuestGic::V2 { distributor: (0x0800_0000, 0x1_0000), cpu_interface: (0x0801_0000, 0x1_0000) },
+            GuestGic::V3 {
+                distributor: (0x0800_0000, 0x1_0000),
+                redistributors: (0x080a_0000, 0x4_0000),
+            },
+            GuestGic::V2 {
+                distributor: (0x0800_0000, 0x1_0000),
+                cpu_interface: (0x0801_0000, 0x1_0000),
+            },
         ] {
             let cfg = GuestDtConfig {
                 vcpus: 2,
-                platform: Some(GuestPlatform { gic, uart: (0x0900_0000, 1) }),
+                platform: Some(GuestPlatform {
+                    gic,
+                    uart: (0x0900_0000, 1),
+                }),
                 ..CFG
             };
             let dtb = build_guest_dtb(&cfg).unwrap();
             let hw = HwInfo::parse(&dtb).unwrap();
             let g = hw.gic.unwrap();
-            assert_eq!(g.distributor, Region { base: 0x0800_0000, size: 0x1_0000 });
+            assert_eq!(
+                g.distributor,
+                Region {
+                    base: 0x0800_0000,
+                    size: 0x1_0000
+                }
+            );
             assert_eq!(g.maintenance_irq, Some(25));
             match gic {
                 GuestGic::V3 { .. } => {
-                    assert_eq!(g.redistributors, Some(Region { base: 0x080a_0000, size: 0x4_0000 }))
+                    assert_eq!(
+                        g.redistributors,
+                        Some(Region {
+                            base: 0x080a_0000,
+                            size: 0x4_0000
+                        })
+                    )
                 }
                 GuestGic::V2 { .. } => {
-                    assert_eq!(g.cpu_interface, Some(Region { base: 0x0801_0000, size: 0x1_0000 }))
+                    assert_eq!(
+                        g.cpu_interface,
+                        Some(Region {
+                            base: 0x0801_0000,
+                            size: 0x1_0000
+                        })
+                    )
                 }
             }
             let t = hw.timer.unwrap();
-            assert_eq!((t.secure_phys, t.nonsecure_phys, t.virt, t.hyp_phys), (29, 30, 27, 26));
+            assert_eq!(
+                (t.secure_phys, t.nonsecure_phys, t.virt, t.hyp_phys),
+                (29, 30, 27, 26)
+            );
             let uart = hw.uart.unwrap();
             assert_eq!(uart.base.base, 0x0900_0000);
             assert_eq!(uart.irq, Some(33));
             let fdt = fdt::Fdt::new(&dtb).unwrap();
             let chosen = fdt.find_node("/chosen").unwrap();
-            assert_eq!(chosen.property("stdout-path").unwrap().as_str(), Some("/pl011@9000000"));
+            assert_eq!(
+                chosen.property("stdout-path").unwrap().as_str(),
+                Some("/pl011@9000000")
+            );
             let uart_node = fdt.find_node("/pl011@9000000").unwrap();
             assert_eq!(uart_node.property("clocks").unwrap().value.len(), 8);
         }

@@ -254,12 +254,13 @@ pub fn plan(
             return Err(LayoutError::LinuxWithOffsets);
         }
         let start = header.text_offset;
-        let need = start
-            .checked_add(header.image_size.max(len))
-            .ok_or(LayoutError::ImageTooLarge {
-                need: u64::MAX,
-                ram: ram_size,
-            })?;
+        let need =
+            start
+                .checked_add(header.image_size.max(len))
+                .ok_or(LayoutError::ImageTooLarge {
+                    need: u64::MAX,
+                    ram: ram_size,
+                })?;
         if need > ram_size {
             return Err(LayoutError::ImageTooLarge {
                 need,
@@ -386,7 +387,10 @@ mod tests {
             parse_image_header(&[0u8; 63]),
             Err(LayoutError::TooShort { len: 63 })
         );
-        assert_eq!(parse_image_header(&[]), Err(LayoutError::TooShort { len: 0 }));
+        assert_eq!(
+            parse_image_header(&[]),
+            Err(LayoutError::TooShort { len: 0 })
+        );
         let mut b = debian();
         b[0x3b] = 0x65;
         assert_eq!(parse_image_header(&b), Err(LayoutError::BadMagic));
@@ -460,7 +464,15 @@ mod tests {
         assert_eq!(l.initrd, Some((0x0220_0000, 0x0220_0001)));
         assert_eq!(l.dtb_offset, 0x0221_0000);
         // A text_offset is honoured; the kernel is entered at its first byte.
-        let l = plan(64 * MIB, &linux_image(0x20_0000, 3 * MIB, 2, 0), true, 0, 0, 10).unwrap();
+        let l = plan(
+            64 * MIB,
+            &linux_image(0x20_0000, 3 * MIB, 2, 0),
+            true,
+            0,
+            0,
+            10,
+        )
+        .unwrap();
         assert_eq!(
             (l.image_offset, l.image_end, l.entry_offset),
             (2 * MIB, 5 * MIB, 2 * MIB)
@@ -560,25 +572,47 @@ mod tests {
                 ram: max
             })
         );
-        // image_size near 2^64 in a RAM of 2^64 - 1: fits only if nothing wraps.
-        let img = linux_image(0, max - (1 << 20), 2, 0);
-        assert!(matches!(
+        // Image ends near 2^64 in a RAM of 2^64 - 1: the 64 KiB boundary after it exists, but
+        // the device tree's end (2^64) does not.
+        let img = linux_image(0, max - 0x1_fffe, 2, 0);
+        assert_eq!(
             plan(max, &img, true, 0, 0, 0),
-            Err(LayoutError::DtbDoesNotFit { .. })
-        ));
-        assert!(matches!(
-            plan(max, &img, true, 0, 0, 5),
-            Err(LayoutError::InitrdDoesNotFit { .. })
-        ));
+            Err(LayoutError::DtbDoesNotFit {
+                start: 0xffff_ffff_ffff_0000,
+                ram: max
+            })
+        );
+        // The same for an initrd: its start exists, its end does not.
+        let img = linux_image(0, max - 3 * MIB + 1, 2, 0);
+        assert_eq!(
+            plan(max, &img, true, 0, 0, 2 * MIB),
+            Err(LayoutError::InitrdDoesNotFit {
+                len: 2 * MIB,
+                start: 0xffff_ffff_ffe0_0000,
+                ram: max
+            })
+        );
+        let l = plan(max, &img, true, 0, 0, 5).unwrap();
+        assert_eq!(
+            l.initrd,
+            Some((0xffff_ffff_ffe0_0000, 0xffff_ffff_ffe0_0005))
+        );
+        assert_eq!(l.dtb_offset, 0xffff_ffff_ffe1_0000);
         // Aligning the end of an image that ends just below 2^64 would wrap.
         let img = linux_image(0, max - 5, 2, 0);
         assert!(matches!(
             plan(max, &img, true, 0, 0, 1),
-            Err(LayoutError::InitrdDoesNotFit { start: u64::MAX, .. })
+            Err(LayoutError::InitrdDoesNotFit {
+                start: u64::MAX,
+                ..
+            })
         ));
         assert!(matches!(
             plan(max, &img, true, 0, 0, 0),
-            Err(LayoutError::DtbDoesNotFit { start: u64::MAX, .. })
+            Err(LayoutError::DtbDoesNotFit {
+                start: u64::MAX,
+                ..
+            })
         ));
         // A huge initrd.
         assert!(matches!(
@@ -704,7 +738,10 @@ mod tests {
             "initrd of 1.5 MiB (1572864 bytes) does not fit: it would start at 0x2200000 in a VM of 1 GiB"
         );
         assert_eq!(
-            m(LayoutError::DtbDoesNotFit { start: 0x20000, ram: 100 }),
+            m(LayoutError::DtbDoesNotFit {
+                start: 0x20000,
+                ram: 100
+            }),
             "no room for the device tree (64 KiB at 0x20000) in a VM of 100 bytes"
         );
         assert!(m(LayoutError::BigEndian).contains("big-endian"));

@@ -1,7 +1,10 @@
 //! The target side of VMs: creation from a boot bundle entry, stop, reset and release.
 
+use super::layout::{self, GuestLayout, LayoutError};
+use super::platform::Platform;
 use super::ram::GuestRam;
 use crate::arch::context::{El1SysRegs, FpRegs};
+use crate::arch::vcpu_if::VcpuIfState;
 use crate::arch::vectors::GuestRegs;
 use crate::console::LineBuffer;
 use crate::dt::guest_fdt::{build_guest_dtb, GuestDtConfig};
@@ -23,9 +26,6 @@ pub const SPSR_EL1H_DAIF_MASKED: u64 = 0b0101 | (0b1111 << 6);
 /// 2 MiB: VM RAM is placed at this alignment so that stage 2 can use block mappings.
 const RAM_ALIGN: u64 = 2 << 20;
 
-/// Space left free after the image for the guest's stack before the device tree.
-const DTB_GAP: u64 = 64 << 10;
-
 /// The state of a vCPU while it is not in the CPU: everything the exit path and a switch save.
 /// `regs` must stay first: the assembly reaches it through SP_EL2.
 #[repr(C)]
@@ -35,6 +35,11 @@ pub struct VcpuContext {
     pub spsr: u64,
     pub sys: El1SysRegs,
     pub fp: FpRegs,
+    /// The GIC virtual CPU interface (list registers...), for VMs with a vGIC.
+    pub vif: VcpuIfState,
+    /// Whether the physical virtual-timer interrupt was active (handed to this vCPU and not yet
+    /// deactivated by it) when the vCPU was unloaded.
+    pub vtimer_active: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +61,8 @@ pub struct Vcpu {
     pub index: usize,
     pub pcpu: usize,
     pub power: Mutex<Power>,
+    /// Loaded in the registers of physical CPU `pcpu` right now.
+    loaded: AtomicBool,
 }
 
 // SAFETY: `ctx` is only accessed by the physical CPU the vCPU is pinned to (`pcpu`); the other
@@ -82,6 +89,14 @@ impl Vcpu {
         unsafe { &mut *self.ctx.get() }
     }
 
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    pub fn set_loaded(&self, loaded: bool) {
+        self.loaded.store(loaded, Ordering::Release);
+    }
+
     /// Resets the context for a start at `entry` with `x0 = x0`.
     ///
     /// # Safety
@@ -94,6 +109,8 @@ impl Vcpu {
         ctx.spsr = SPSR_EL1H_DAIF_MASKED;
         ctx.sys = El1SysRegs::reset();
         ctx.fp = FpRegs::default();
+        ctx.vif = VcpuIfState::reset(self.vm.platform.is_some());
+        ctx.vtimer_active = false;
     }
 }
 
@@ -158,6 +175,10 @@ pub struct Vm {
     pub start_after: Option<usize>,
     pub entry: u64,
     pub dtb_ipa: u64,
+    /// The emulated GIC, console and timer interrupt of VMs that run a full OS.
+    pub platform: Option<Platform>,
+    /// Where the image, initrd and device tree go in RAM.
+    layout: GuestLayout,
     /// The bundle entry, kept for SYSTEM_RESET.
     spec: VmSpec<'static>,
     dtb: Vec<u8>,
@@ -165,6 +186,7 @@ pub struct Vm {
 
 #[derive(Debug)]
 pub enum CreateError {
+    Layout(LayoutError),
     NoMemory(FrameError),
     Stage2(MapError),
     DeviceTree,
@@ -175,6 +197,7 @@ pub enum CreateError {
 impl fmt::Display for CreateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            CreateError::Layout(e) => write!(f, "{e}"),
             CreateError::NoMemory(e) => write!(f, "cannot allocate RAM: {e:?}"),
             CreateError::Stage2(e) => write!(f, "cannot build stage-2 tables: {e:?}"),
             CreateError::DeviceTree => write!(f, "cannot build the guest device tree"),
@@ -209,6 +232,21 @@ impl Vm {
         pcpus: usize,
     ) -> Result<&'static Vm, CreateError> {
         let vmid = u16::try_from(id).map_err(|_| CreateError::TooManyVms)?;
+        // Everything about the image is checked before anything is allocated.
+        let layout = layout::plan(
+            spec.ram_size,
+            spec.image,
+            spec.flags.linux(),
+            spec.load_offset,
+            spec.entry_offset,
+            spec.initrd.len() as u64,
+        )
+        .map_err(CreateError::Layout)?;
+        let with_platform = spec.flags.linux();
+        let dtb = build_dtb(&spec, &layout, with_platform)?;
+        if dtb.len() as u64 > layout.dtb_max {
+            return Err(CreateError::DtbDoesNotFit);
+        }
         let pa = {
             let mut frames = crate::memory::FRAMES.lock();
             match spec.fixed_pa {
@@ -226,18 +264,6 @@ impl Vm {
             ram_bytes(pa, spec.ram_size).fill(0);
             let _ = crate::memory::FRAMES.lock().free(pa, spec.ram_size);
         };
-        let dtb = match build_dtb(&spec) {
-            Ok(d) => d,
-            Err(e) => {
-                release_ram();
-                return Err(e);
-            }
-        };
-        let dtb_offset = dtb_offset(&spec);
-        if dtb_offset + dtb.len() as u64 > spec.ram_size {
-            release_ram();
-            return Err(CreateError::DtbDoesNotFit);
-        }
         let mut stage2 = match PageTable::new(Stage::Stage2, FrameTables) {
             Ok(t) => t,
             Err(e) => {
@@ -277,8 +303,10 @@ impl Vm {
             pmu: spec.flags.pmu(),
             cntvoff: crate::arch::physical_count(),
             start_after: spec.start_after,
-            entry: spec.ipa_base + spec.entry_offset,
-            dtb_ipa: spec.ipa_base + dtb_offset,
+            entry: spec.ipa_base + layout.entry_offset,
+            dtb_ipa: spec.ipa_base + layout.dtb_offset,
+            platform: with_platform.then(|| Platform::new(spec.vcpus as usize)),
+            layout,
             spec,
             dtb,
         }));
@@ -291,11 +319,14 @@ impl Vm {
                     spsr: SPSR_EL1H_DAIF_MASKED,
                     sys: El1SysRegs::reset(),
                     fp: FpRegs::default(),
+                    vif: VcpuIfState::reset(with_platform),
+                    vtimer_active: false,
                 }),
                 vm: vm_ref,
                 index,
                 pcpu: (first_pcpu + index) % pcpus,
                 power: Mutex::new(Power::Off),
+                loaded: AtomicBool::new(false),
             }));
             vm.vcpus.push(vcpu);
         }
@@ -306,12 +337,16 @@ impl Vm {
         Ok(vm_ref)
     }
 
-    /// Copies the image and the device tree into (zeroed) RAM.
+    /// Copies the image, the initrd and the device tree into (zeroed) RAM, where the layout
+    /// says.
     fn load_image(&self) {
         let ram = ram_bytes(self.ram.pa, self.ram.size);
-        let load = self.spec.load_offset as usize;
+        let load = self.layout.image_offset as usize;
         ram[load..load + self.spec.image.len()].copy_from_slice(self.spec.image);
-        let dtb_off = (self.dtb_ipa - self.ram.ipa) as usize;
+        if let Some((start, end)) = self.layout.initrd {
+            ram[start as usize..end as usize].copy_from_slice(self.spec.initrd);
+        }
+        let dtb_off = self.layout.dtb_offset as usize;
         ram[dtb_off..dtb_off + self.dtb.len()].copy_from_slice(&self.dtb);
         // The guest starts with its MMU and caches off: make the image visible to
         // non-cacheable fetches and loads.
@@ -440,19 +475,16 @@ impl Vm {
     }
 }
 
-fn dtb_offset(spec: &VmSpec) -> u64 {
-    let image_end = spec.load_offset + spec.image.len() as u64;
-    (image_end + DTB_GAP).next_multiple_of(DTB_GAP)
-}
-
-fn build_dtb(spec: &VmSpec) -> Result<Vec<u8>, CreateError> {
+fn build_dtb(spec: &VmSpec, layout: &GuestLayout, platform: bool) -> Result<Vec<u8>, CreateError> {
     build_guest_dtb(&GuestDtConfig {
         ram_base: spec.ipa_base,
         ram_size: spec.ram_size,
         vcpus: spec.vcpus,
         bootargs: spec.cmdline,
-        initrd: None,
-        platform: None,
+        initrd: layout
+            .initrd
+            .map(|(s, e)| (spec.ipa_base + s, spec.ipa_base + e)),
+        platform: platform.then(|| Platform::describe(spec.vcpus as usize)),
     })
     .map_err(|_| CreateError::DeviceTree)
 }

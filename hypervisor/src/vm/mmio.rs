@@ -67,7 +67,11 @@ pub fn decode_data_abort(esr: u64, ipa: u64) -> Result<MmioAccess, MmioDecodeErr
 impl MmioAccess {
     /// The value a write stores: the low `size` bytes of the transfer register.
     pub fn write_value(&self, regs: &[u64; 31]) -> u64 {
-        let v = if self.reg == XZR { 0 } else { regs[self.reg as usize] };
+        let v = if self.reg == XZR {
+            0
+        } else {
+            regs[self.reg as usize]
+        };
         v & self.mask()
     }
 
@@ -104,8 +108,13 @@ mod tests {
 
     /// An ESR for a data abort from a lower EL with the given ISS fields.
     fn esr(size_log2: u64, write: bool, reg: u64, sse: bool, sf: bool) -> u64 {
-        (0x24 << 26) | ISV | (size_log2 << SAS_SHIFT) | if sse { SSE } else { 0 } | (reg << SRT_SHIFT)
-            | if sf { SF } else { 0 } | if write { WNR } else { 0 }
+        (0x24 << 26)
+            | ISV
+            | (size_log2 << SAS_SHIFT)
+            | if sse { SSE } else { 0 }
+            | (reg << SRT_SHIFT)
+            | if sf { SF } else { 0 }
+            | if write { WNR } else { 0 }
     }
 
     #[test]
@@ -127,29 +136,45 @@ mod tests {
     fn loads_zero_or_sign_extend_as_the_instruction_says() {
         let mut regs = [u64::MAX; 31];
         // ldrb w3: zero-extended into a 32-bit register
-        decode_data_abort(esr(0, false, 3, false, false), 0).unwrap().complete_read(&mut regs, 0x1ff);
+        decode_data_abort(esr(0, false, 3, false, false), 0)
+            .unwrap()
+            .complete_read(&mut regs, 0x1ff);
         assert_eq!(regs[3], 0xff);
         // ldrsh x4: sign-extended to 64 bits
-        decode_data_abort(esr(1, false, 4, true, true), 0).unwrap().complete_read(&mut regs, 0x8001);
+        decode_data_abort(esr(1, false, 4, true, true), 0)
+            .unwrap()
+            .complete_read(&mut regs, 0x8001);
         assert_eq!(regs[4], 0xffff_ffff_ffff_8001);
         // ldrsb w6: sign-extended to 32 bits, upper half zero
-        decode_data_abort(esr(0, false, 6, true, false), 0).unwrap().complete_read(&mut regs, 0x80);
+        decode_data_abort(esr(0, false, 6, true, false), 0)
+            .unwrap()
+            .complete_read(&mut regs, 0x80);
         assert_eq!(regs[6], 0xffff_ff80);
         // ldr x7
-        decode_data_abort(esr(3, false, 7, false, true), 0).unwrap().complete_read(&mut regs, u64::MAX - 1);
+        decode_data_abort(esr(3, false, 7, false, true), 0)
+            .unwrap()
+            .complete_read(&mut regs, u64::MAX - 1);
         assert_eq!(regs[7], u64::MAX - 1);
     }
 
     #[test]
     fn loads_into_xzr_are_discarded() {
         let mut regs = [1u64; 31];
-        decode_data_abort(esr(2, false, 31, false, false), 0).unwrap().complete_read(&mut regs, 9);
+        decode_data_abort(esr(2, false, 31, false, false), 0)
+            .unwrap()
+            .complete_read(&mut regs, 9);
         assert_eq!(regs, [1u64; 31]);
     }
 
     #[test]
     fn refuses_aborts_without_syndrome_or_on_table_walks() {
-        assert_eq!(decode_data_abort(esr(2, false, 1, false, false) & !ISV, 0), Err(MmioDecodeError::NoSyndrome));
-        assert_eq!(decode_data_abort(esr(2, false, 1, false, false) | S1PTW, 0), Err(MmioDecodeError::TableWalk));
+        assert_eq!(
+            decode_data_abort(esr(2, false, 1, false, false) & !ISV, 0),
+            Err(MmioDecodeError::NoSyndrome)
+        );
+        assert_eq!(
+            decode_data_abort(esr(2, false, 1, false, false) | S1PTW, 0),
+            Err(MmioDecodeError::TableWalk)
+        );
     }
 }

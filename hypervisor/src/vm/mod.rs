@@ -4,12 +4,14 @@
 //! once none of its vCPUs is loaded on any physical CPU, so a stopped VM can never be running
 //! on memory that has been handed to someone else.
 
-pub mod mmio;
 pub mod layout;
+pub mod mmio;
 pub mod psci_rules;
 pub mod ram;
 
 #[cfg(target_os = "none")]
 mod machine;
+#[cfg(target_os = "none")]
+pub mod platform;
 #[cfg(target_os = "none")]
 pub use machine::*;

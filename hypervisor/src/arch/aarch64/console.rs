@@ -5,6 +5,7 @@
 //! and VMs never mix. Never blocks for anything but the UART FIFO.
 
 use super::pl011::Pl011;
+use crate::devices::console_input::{InputEvent, InputSwitch, HELP};
 use core::fmt::{self, Write};
 use spin::Mutex;
 
@@ -57,6 +58,58 @@ pub fn emergency(args: fmt::Arguments) {
 }
 
 static BASE: spin::Once<u64> = spin::Once::new();
+
+/// Enables the console's receive interrupt (`intid`, delivered to CPU `mpidr`).
+pub fn enable_input(intid: u32, mpidr: u64) {
+    if let Some(uart) = UART.lock().as_ref() {
+        uart.enable_rx_interrupt();
+    }
+    super::gic::enable_spi(intid, mpidr);
+}
+
+static INPUT: Mutex<Option<InputSwitch>> = Mutex::new(None);
+
+/// The console received data: route every byte to the VM that has input (see
+/// `devices::console_input` for the escape sequence).
+pub fn handle_input() {
+    let mut bytes: heapless::Vec<u8, 64> = heapless::Vec::new();
+    if let Some(uart) = UART.lock().as_ref() {
+        while let Some(b) = uart.read_byte() {
+            if bytes.push(b).is_err() {
+                break;
+            }
+        }
+    }
+    let vms = crate::vm_table::all();
+    let mut input = INPUT.lock();
+    let switch = input.get_or_insert_with(|| InputSwitch::new(vms.len()));
+    for b in bytes {
+        match switch.feed(b) {
+            Some(InputEvent::ToVm { vm, byte }) => {
+                if let Some(vm) = vms.get(vm) {
+                    crate::vm::platform::console_input(vm, byte);
+                }
+            }
+            Some(InputEvent::Switched { vm }) => {
+                log::info!(
+                    "console input goes to VM {}",
+                    vms.get(vm).map_or("?", |v| v.name.as_str())
+                )
+            }
+            Some(InputEvent::ShowHelp) => {
+                log::info!("{HELP}");
+                for (i, vm) in vms.iter().enumerate() {
+                    let mark = if i == switch.current() { '*' } else { ' ' };
+                    log::info!("{mark} {}: {}", i + 1, vm.name);
+                }
+            }
+            Some(InputEvent::Invalid { byte }) => {
+                log::info!("console: no action for Ctrl-] {byte:#04x}")
+            }
+            None => {}
+        }
+    }
+}
 
 struct Logger;
 static LOGGER: Logger = Logger;

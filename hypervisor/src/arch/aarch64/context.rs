@@ -37,6 +37,7 @@ pub struct El1SysRegs {
     pub cntv_ctl_el0: u64,
     pub cntv_cval_el0: u64,
     pub mdscr_el1: u64,
+    pub pauth: PauthKeys,
 }
 
 /// SCTLR_EL1 at reset for a guest: MMU, caches and alignment checks off; the RES1 bits of
@@ -110,11 +111,65 @@ macro_rules! for_each_sysreg {
 impl El1SysRegs {
     pub fn save(&mut self) {
         for_each_sysreg!(save_regs, self);
+        if has_pointer_auth() {
+            self.pauth.save();
+        }
     }
 
     pub fn load(&self) {
         for_each_sysreg!(load_regs, self);
+        if has_pointer_auth() {
+            self.pauth.load();
+        }
     }
+}
+
+/// The pointer authentication keys (Arm ARM D19.2: APIAKeyLo_EL1 ... APGAKeyHi_EL1), written
+/// by their encodings so that no assembler feature flag is needed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PauthKeys {
+    keys: [u64; 10],
+}
+
+macro_rules! pauth_keys {
+    ($($i:literal => $enc:literal),*) => {
+        impl PauthKeys {
+            fn save(&mut self) {
+                $(
+                    // SAFETY: reading a key register at EL2 has no side effect.
+                    unsafe { asm!(concat!("mrs {}, ", $enc), out(reg) self.keys[$i], options(nomem, nostack, preserves_flags)) };
+                )*
+            }
+
+            fn load(&self) {
+                $(
+                    // SAFETY: the keys only affect EL1/EL0 pointer authentication, i.e. the
+                    // guest about to run, whose keys these are.
+                    unsafe { asm!(concat!("msr ", $enc, ", {}"), in(reg) self.keys[$i], options(nomem, nostack, preserves_flags)) };
+                )*
+            }
+        }
+    };
+}
+
+pauth_keys!(0 => "S3_0_C2_C1_0", 1 => "S3_0_C2_C1_1", 2 => "S3_0_C2_C1_2", 3 => "S3_0_C2_C1_3",
+    4 => "S3_0_C2_C2_0", 5 => "S3_0_C2_C2_1", 6 => "S3_0_C2_C2_2", 7 => "S3_0_C2_C2_3",
+    8 => "S3_0_C2_C3_0", 9 => "S3_0_C2_C3_1");
+
+/// Whether the CPU implements pointer authentication: ID_AA64ISAR1_EL1.{APA, API, GPA, GPI}
+/// (bits 7:4, 11:8, 27:24, 31:28) or ID_AA64ISAR2_EL1.{GPA3, APA3} (11:8, 15:12).
+pub fn has_pointer_auth() -> bool {
+    static PRESENT: spin::Once<bool> = spin::Once::new();
+    *PRESENT.call_once(|| {
+        let (isar1, isar2): (u64, u64);
+        // SAFETY: reading ID registers has no side effect.
+        unsafe {
+            asm!("mrs {}, S3_0_C0_C6_1", out(reg) isar1, options(nomem, nostack));
+            asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack));
+        }
+        isar1 & 0xff00_0ff0 != 0 || isar2 & 0xff00 != 0
+    })
 }
 
 /// FP/SIMD registers: V0..V31, FPCR, FPSR.

@@ -7,6 +7,7 @@
 use super::vectors::{CrashFrame, GuestRegs, HvcExit};
 use super::{gic, percpu};
 use crate::hypercall::{self, Action};
+use crate::vm::platform::{self, MmioOutcome};
 use crate::vm::{StopReason, Vcpu};
 use aarch64_cpu::registers::*;
 use abi::Conduit;
@@ -115,9 +116,28 @@ extern "C" fn handle_guest_sync(regs: *mut GuestRegs) -> *mut GuestRegs {
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
     match other_sync_exit(vcpu, x, esr) {
-        Action::Resume if vcpu.vm.is_running() => regs,
+        Action::Resume if vcpu.vm.is_running() => {
+            platform::flush_list_registers(vcpu);
+            regs
+        }
         _ => reschedule(),
     }
+}
+
+/// ICC_SGI1R_EL1 as a trapped system register (op0 3, op1 0, CRn 12, CRm 11, op2 5): a guest
+/// sending an SGI, trapped because HCR_EL2.IMO is set (IHI 0069 §12.1.9).
+const SYSREG_ICC_SGI1R: (u64, u64, u64, u64, u64) = (3, 0, 12, 11, 5);
+
+/// The system register named by a SYS64 trap's ISS (Arm ARM D19.2.42): (op0, op1, CRn, CRm,
+/// op2).
+fn trapped_sysreg(esr: u64) -> (u64, u64, u64, u64, u64) {
+    (
+        (esr >> 20) & 3,
+        (esr >> 14) & 7,
+        (esr >> 10) & 0xf,
+        (esr >> 1) & 0xf,
+        (esr >> 17) & 7,
+    )
 }
 
 fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
@@ -132,19 +152,49 @@ fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
             Action::Yield
         }
         ec::SYS64 => {
-            // Trapped system register accesses (debug, PMU of VMs without PMU access, ACTLR,
-            // implementation defined, physical timer): read as zero, writes ignored.
             let rt = ((esr >> SYS64_RT_SHIFT) & 0x1f) as usize;
-            if esr & SYS64_READ != 0 && rt != 31 {
-                x[rt] = 0;
+            let read = esr & SYS64_READ != 0;
+            let sysreg = trapped_sysreg(esr);
+            match (sysreg, vcpu.vm.platform.as_ref()) {
+                (reg, _) if super::idregs::is_id_register(reg) => {
+                    if read && rt != 31 {
+                        x[rt] = super::idregs::guest_value(reg.3, reg.4, vcpu.vm.pmu);
+                    }
+                }
+                (SYSREG_ICC_SGI1R, Some(p)) if !read => {
+                    let value = if rt == 31 { 0 } else { x[rt] };
+                    let effects = p.vgic.lock().send_sgi(vcpu.index, value);
+                    platform::kick(vcpu.vm, effects);
+                }
+                // Other trapped system registers (debug, PMU of VMs without PMU access, ACTLR,
+                // implementation defined, physical timer): read as zero, writes ignored.
+                _ => {
+                    if read && rt != 31 {
+                        x[rt] = 0;
+                    }
+                }
             }
             advance_pc(esr);
             Action::Resume
         }
         ec::DABT_LOWER => {
-            let access = if esr & DABT_WNR != 0 { "write" } else { "read" };
-            stop_for_fault(vcpu, esr, access, fault_ipa());
-            Action::Reschedule
+            let ipa = fault_ipa();
+            match platform::emulate_mmio(vcpu, x, esr, ipa) {
+                MmioOutcome::Done => {
+                    advance_pc(esr);
+                    Action::Resume
+                }
+                MmioOutcome::Unemulable(why) => {
+                    log::warn!("VM {}: {why} at {ipa:#x}", vcpu.vm.name);
+                    stop_for_fault(vcpu, esr, "device", ipa);
+                    Action::Reschedule
+                }
+                MmioOutcome::NotADevice => {
+                    let access = if esr & DABT_WNR != 0 { "write" } else { "read" };
+                    stop_for_fault(vcpu, esr, access, ipa);
+                    Action::Reschedule
+                }
+            }
         }
         ec::IABT_LOWER => {
             stop_for_fault(vcpu, esr, "exec", fault_ipa());
@@ -162,25 +212,48 @@ fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
     }
 }
 
-/// A physical interrupt while a guest ran. The only one enabled today is the preemption tick
-/// (the vGIC and guest interrupts come with the Linux guest issue): it ends the time slice.
+/// A physical interrupt while a guest ran: the preemption tick (ends the time slice), the
+/// guest's virtual timer (handed to it), a kick from another CPU or a vGIC maintenance
+/// interrupt (both only mean: bring the list registers up to date).
 #[no_mangle]
 extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> *mut GuestRegs {
+    // SAFETY: as for `handle_guest_sync`.
+    let vcpu = unsafe { Vcpu::from_regs(regs) };
     let intid = gic::acknowledge();
     if intid >= gic::SPURIOUS {
         return regs;
     }
-    let tick = Some(intid) == super::preempt_intid();
-    if tick {
-        super::timer::arm_slice();
+    let mut tick = false;
+    match intid {
+        platform::VTIMER_INTID => {
+            // Left active: the guest's deactivation of its virtual PPI 27 (hardware-linked)
+            // deactivates it, so it cannot fire again before the guest has handled it.
+            gic::priority_drop(intid);
+            if !platform::virtual_timer_fired(vcpu) {
+                super::mask_virtual_timer();
+                gic::deactivate(intid);
+            }
+        }
+        super::KICK_SGI | super::MAINTENANCE_INTID => gic::end_of_interrupt(intid),
+        _ if Some(intid) == super::console_intid() => {
+            super::console::handle_input();
+            gic::end_of_interrupt(intid);
+        }
+        _ if Some(intid) == super::preempt_intid() => {
+            super::timer::arm_slice();
+            gic::end_of_interrupt(intid);
+            tick = true;
+        }
+        _ => {
+            gic::end_of_interrupt(intid);
+            log::warn!("unexpected interrupt {intid}");
+        }
     }
-    gic::end_of_interrupt(intid);
-    if tick {
-        reschedule()
-    } else {
-        log::warn!("unexpected interrupt {intid}");
-        regs
+    if tick || !vcpu.vm.is_running() {
+        return reschedule();
     }
+    platform::flush_list_registers(vcpu);
+    regs
 }
 
 #[no_mangle]

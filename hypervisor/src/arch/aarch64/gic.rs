@@ -111,7 +111,10 @@ pub fn init_cpu(mpidr: u64) {
         GicVersion::V2 => {
             if let Some(c) = gic.cpu_interface {
                 mmio_write(c.base + GICC_PMR, PRIORITY_MASK_ALL);
-                mmio_write(c.base + GICC_CTLR, GICC_CTLR_ENABLE_GRP0_GRP1 | GICC_CTLR_EOIMODE);
+                mmio_write(
+                    c.base + GICC_CTLR,
+                    GICC_CTLR_ENABLE_GRP0_GRP1 | GICC_CTLR_EOIMODE,
+                );
             }
         }
     }
@@ -159,6 +162,44 @@ pub fn enable_ppi(intid: u32, mpidr: u64) {
     barrier::dsb(barrier::SY);
 }
 
+/// Enables shared peripheral interrupt `intid` (32..), routed to the CPU `mpidr`, as group 1
+/// at the hypervisor's priority (a device the hypervisor itself drives: the console UART).
+pub fn enable_spi(intid: u32, mpidr: u64) {
+    let Some(gic) = GIC.get() else { return };
+    let d = gic.distributor.base;
+    let word = 4 * (intid as u64 / 32);
+    let bit = 1u32 << (intid % 32);
+    mmio_write(
+        d + GICD_IGROUPR + word,
+        mmio_read(d + GICD_IGROUPR + word) | bit,
+    );
+    let prio = d + GICD_IPRIORITYR + (intid as u64 & !3);
+    let shift = (intid % 4) * 8;
+    mmio_write(
+        prio,
+        mmio_read(prio) & !(0xff << shift) | (HYP_PRIORITY as u32) << shift,
+    );
+    match gic.version {
+        GicVersion::V3 => {
+            // GICD_IROUTER<n> (IHI 0069 §12.9.22): Aff3 39:32, Aff2.Aff1.Aff0 23:0.
+            const GICD_IROUTER: u64 = 0x6000;
+            let route = ((mpidr >> 32) & 0xff) << 32 | (mpidr & 0xff_ffff);
+            let reg = d + GICD_IROUTER + 8 * intid as u64;
+            mmio_write(reg, route as u32);
+            mmio_write(reg + 4, (route >> 32) as u32);
+        }
+        GicVersion::V2 => {
+            // GICD_ITARGETSR (IHI 0048 §4.3.12): one byte per interrupt, a CPU interface mask.
+            const GICD_ITARGETSR: u64 = 0x800;
+            let reg = d + GICD_ITARGETSR + (intid as u64 & !3);
+            let v = mmio_read(reg) & !(0xff << shift) | (1 << (mpidr & 7)) << shift;
+            mmio_write(reg, v);
+        }
+    }
+    mmio_write(d + GICD_ISENABLER + word, bit);
+    barrier::dsb(barrier::SY);
+}
+
 /// Acknowledges the highest-priority pending interrupt; `SPURIOUS` or above if none.
 pub fn acknowledge() -> u32 {
     match GIC.get().map(|g| (g.version, g.cpu_interface)) {
@@ -189,6 +230,11 @@ pub fn priority_drop(intid: u32) {
 /// Ends an interrupt the hypervisor handled itself: priority drop, then deactivation.
 pub fn end_of_interrupt(intid: u32) {
     priority_drop(intid);
+    deactivate(intid);
+}
+
+/// Deactivates an interrupt whose priority was dropped.
+pub fn deactivate(intid: u32) {
     match GIC.get().map(|g| (g.version, g.cpu_interface)) {
         Some((GicVersion::V3, _)) => {
             // SAFETY: deactivates an interrupt this CPU acknowledged.
@@ -218,7 +264,11 @@ pub fn ppi_active(intid: u32, mpidr: u64) -> bool {
 /// carries the virtual timer's active state with the vCPU).
 pub fn set_ppi_active(intid: u32, mpidr: u64, active: bool) {
     if let Some(b) = private_bank(mpidr) {
-        let reg = if active { GICD_ISACTIVER } else { GICD_ICACTIVER };
+        let reg = if active {
+            GICD_ISACTIVER
+        } else {
+            GICD_ICACTIVER
+        };
         mmio_write(b + reg, 1 << intid);
         barrier::dsb(barrier::SY);
     }
@@ -247,7 +297,10 @@ pub fn send_sgi(intid: u32, mpidr: u64) {
             // number is assumed to be Aff0, as on QEMU virt.
             const GICD_SGIR: u64 = 0xf00;
             barrier::dsb(barrier::ISH);
-            mmio_write(gic.distributor.base + GICD_SGIR, (1 << (16 + (mpidr & 7))) | (intid & 0xf));
+            mmio_write(
+                gic.distributor.base + GICD_SGIR,
+                (1 << (16 + (mpidr & 7))) | (intid & 0xf),
+            );
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod exceptions;
 pub mod firmware;
 pub mod gic;
 pub mod head;
+pub mod idregs;
 pub mod mmu;
 pub mod percpu;
 pub mod pl011;
@@ -100,6 +101,12 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         _ => log::warn!("no GIC or timer in the device tree: vCPUs are not preempted"),
     }
     init_cpu_interrupts(mpidr);
+    if let (Some(uart), Some(_)) = (hw.uart, PREEMPT_INTID.get()) {
+        if let Some(intid) = uart.irq {
+            CONSOLE_INTID.call_once(|| intid);
+            console::enable_input(intid, mpidr);
+        }
+    }
     CPUS_ONLINE.store(1, Ordering::Release);
     crate::boot::create_vms(&hw, cpus);
 
@@ -138,13 +145,47 @@ pub fn preempt_intid() -> Option<u32> {
     PREEMPT_INTID.get().copied()
 }
 
-/// This CPU's GIC interface and preemption tick.
+/// The SGI one physical CPU sends another to make it exit its guest and look at its vCPUs'
+/// pending interrupts.
+pub const KICK_SGI: u32 = 0;
+/// The GIC maintenance interrupt (PPI 9, INTID 25; the device tree's value is the same on
+/// every board we know, and the vGIC needs no other).
+pub const MAINTENANCE_INTID: u32 = 25;
+
+/// This CPU's GIC interface, the kick, the virtual timer and maintenance interrupts, and the
+/// preemption tick.
 fn init_cpu_interrupts(mpidr: u64) {
     if let Some(&intid) = PREEMPT_INTID.get() {
         gic::init_cpu(mpidr);
+        gic::enable_ppi(KICK_SGI, mpidr);
+        gic::enable_ppi(crate::vm::platform::VTIMER_INTID, mpidr);
+        gic::enable_ppi(MAINTENANCE_INTID, mpidr);
         gic::enable_ppi(intid, mpidr);
         timer::arm_slice();
     }
+}
+
+static CONSOLE_INTID: spin::Once<u32> = spin::Once::new();
+
+/// The console UART's receive interrupt, if console input is enabled.
+pub fn console_intid() -> Option<u32> {
+    CONSOLE_INTID.get().copied()
+}
+
+/// This CPU's MPIDR affinity.
+pub fn this_mpidr() -> u64 {
+    MPIDR_EL1.get() & MPIDR_AFFINITY
+}
+
+/// Makes physical CPU `pcpu` exit its guest (see `KICK_SGI`).
+pub fn kick_cpu(pcpu: usize) {
+    gic::send_sgi(KICK_SGI, percpu::get(pcpu).mpidr());
+}
+
+/// Masks the loaded vCPU's virtual timer interrupt at the timer (CNTV_CTL_EL0.IMASK).
+pub fn mask_virtual_timer() {
+    const CNTV_CTL_IMASK: u64 = 1 << 1;
+    CNTV_CTL_EL0.set(CNTV_CTL_EL0.get() | CNTV_CTL_IMASK);
 }
 
 fn stack_top(index: usize) -> u64 {
@@ -179,6 +220,12 @@ pub unsafe fn load_vcpu(vcpu: &Vcpu) {
     traps::set_pmu_access(vm.pmu);
     ctx.sys.load();
     ctx.fp.load();
+    ctx.vif.load();
+    // The virtual timer interrupt this vCPU had not finished with stays active, so that its
+    // hardware-linked list register still matches the physical state.
+    if ctx.vtimer_active {
+        gic::set_ppi_active(crate::vm::platform::VTIMER_INTID, this_mpidr(), true);
+    }
     ELR_EL2.set(ctx.elr);
     SPSR_EL2.set(ctx.spsr);
     barrier::isb(barrier::SY);
@@ -196,7 +243,13 @@ pub unsafe fn unload_vcpu(vcpu: &Vcpu) {
     ctx.spsr = SPSR_EL2.get();
     ctx.sys.save();
     ctx.fp.save();
+    ctx.vif.save();
     CNTV_CTL_EL0.set(0);
+    let vtimer = crate::vm::platform::VTIMER_INTID;
+    ctx.vtimer_active = gic::ppi_active(vtimer, this_mpidr());
+    if ctx.vtimer_active {
+        gic::set_ppi_active(vtimer, this_mpidr(), false);
+    }
 }
 
 /// The physical counter (CNTPCT_EL0).
@@ -238,10 +291,38 @@ pub fn invalidate_vm_tlb(vmid: u16, stage2_root: u64) {
 pub fn wake_cpus() {
     barrier::dsb(barrier::ISH);
     aarch64_cpu::asm::sev();
+    if PREEMPT_INTID.get().is_some() {
+        let me = this_mpidr();
+        for cpu in 0..cpu_count() {
+            let mpidr = percpu::get(cpu).mpidr();
+            if mpidr != me {
+                gic::send_sgi(KICK_SGI, mpidr);
+            }
+        }
+    }
 }
 
+/// Waits until something may have changed for this idle CPU: an interrupt (a kick, the tick,
+/// console input), which is handled here, since no guest is loaded to take the exit.
 pub fn wait_for_event() {
-    aarch64_cpu::asm::wfe();
+    if PREEMPT_INTID.get().is_none() {
+        aarch64_cpu::asm::wfe();
+        return;
+    }
+    // WFI wakes on a pending interrupt even though interrupts are masked at EL2.
+    aarch64_cpu::asm::wfi();
+    loop {
+        let intid = gic::acknowledge();
+        if intid >= gic::SPURIOUS {
+            break;
+        }
+        if Some(intid) == preempt_intid() {
+            timer::arm_slice();
+        } else if Some(intid) == console_intid() {
+            console::handle_input();
+        }
+        gic::end_of_interrupt(intid);
+    }
 }
 
 /// Stops this CPU for good.

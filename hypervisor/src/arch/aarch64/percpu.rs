@@ -57,6 +57,11 @@ pub fn current() -> &'static PerCpu {
 }
 
 impl PerCpu {
+    pub fn mpidr(&self) -> u64 {
+        // SAFETY: written once by `install` before any reader runs.
+        unsafe { *self.mpidr.get() }
+    }
+
     pub fn index(&self) -> usize {
         // SAFETY: written once by `install` before any reader runs.
         unsafe { *self.index.get() }

@@ -31,7 +31,14 @@ pub fn init_el2_controls() {
             // ACTLR_EL1 is implementation defined and may change the CPU for everyone: trap it.
             + HCR_EL2::TACR::SET
             // Implementation-defined system registers likewise.
-            + HCR_EL2::TIDCP::SET,
+            + HCR_EL2::TIDCP::SET
+            // ID registers trap, so that guests are not told about features whose state is
+            // not switched between VMs (see idregs.rs).
+            + HCR_EL2::TID3::SET
+            // Pointer authentication instructions and key registers do not trap: the keys
+            // are switched with the vCPU (context.rs), so each guest has its own.
+            + HCR_EL2::API::SET
+            + HCR_EL2::APK::SET,
     );
     // CPTR_EL2 (non-VHE): FP/SIMD not trapped (TFP = 0): guests own the FP registers, which
     // the hypervisor (built soft-float) never uses; they are switched with the vCPU. SVE

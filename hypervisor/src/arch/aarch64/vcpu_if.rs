@@ -69,10 +69,14 @@ pub fn hcr() -> u64 {
 }
 
 impl VcpuIfState {
-    /// The state of a vCPU that has never run: interface enabled, nothing pending; the guest
-    /// enables its groups itself through ICC_IGRPEN1_EL1 (ICH_VMCR_EL2.VENG1).
-    pub fn reset() -> Self {
-        VcpuIfState { hcr: ICH_HCR_EN, ..Default::default() }
+    /// The state of a vCPU that has never run: nothing pending; the interface enabled if the
+    /// VM has a vGIC (the guest enables its groups itself through ICC_IGRPEN1_EL1, i.e.
+    /// ICH_VMCR_EL2.VENG1), disabled otherwise.
+    pub fn reset(enabled: bool) -> Self {
+        VcpuIfState {
+            hcr: if enabled { ICH_HCR_EN } else { 0 },
+            ..Default::default()
+        }
     }
 
     pub fn save(&mut self) {

@@ -1,0 +1,208 @@
+//! The emulated platform of a VM that runs a full operating system: its virtual GICv3, its
+//! PL011 console and the virtual timer's interrupt, and how they meet the hardware.
+//!
+//! Owns: dispatching a VM's trapped device accesses to the device models, delivering their
+//! interrupts through the vGIC, and keeping the list registers of the loaded vCPU in step
+//! with the vGIC model. Never lets one VM's device state reach another VM: every model here
+//! belongs to one VM.
+
+use super::mmio::{decode_data_abort, MmioAccess};
+use super::{Vcpu, Vm};
+use crate::arch::vcpu_if;
+use crate::devices::pl011::{Pl011, PL011_SIZE};
+use crate::dt::guest_fdt::{GuestGic, GuestPlatform};
+use crate::vgic::{self, lr_from_ich, lr_to_ich, Effects, LrEntry, Vgic, VgicConfig};
+use spin::Mutex;
+
+/// Where the PL011 is in every VM's IPA space, and its SPI (INTID 32 + 1), as on QEMU virt.
+pub const UART_IPA: u64 = 0x0900_0000;
+pub const UART_SPI: u32 = 1;
+pub const UART_INTID: u32 = 32 + UART_SPI;
+/// SPIs each VM's distributor offers.
+const VM_SPIS: u32 = 64;
+/// The virtual timer's PPI (INTID 27), the same number physically and virtually.
+pub const VTIMER_INTID: u32 = 27;
+
+pub struct Platform {
+    pub vgic: Mutex<Vgic>,
+    pub uart: Mutex<Pl011>,
+}
+
+impl Platform {
+    pub fn new(vcpus: usize) -> Self {
+        Platform {
+            vgic: Mutex::new(Vgic::new(VgicConfig {
+                vcpus,
+                spis: VM_SPIS,
+            })),
+            uart: Mutex::new(Pl011::new()),
+        }
+    }
+
+    /// How the guest's device tree describes this platform.
+    pub fn describe(vcpus: usize) -> GuestPlatform {
+        GuestPlatform {
+            gic: GuestGic::V3 {
+                distributor: (vgic::GICD_BASE, vgic::GICD_SIZE),
+                redistributors: (vgic::GICR_BASE, vgic::GICR_STRIDE * vcpus as u64),
+            },
+            uart: (UART_IPA, UART_SPI),
+        }
+    }
+}
+
+/// The outcome of a trapped access to an emulated device.
+pub enum MmioOutcome {
+    /// Emulated: step over the instruction and resume.
+    Done,
+    /// Not a device of this VM: a stage-2 fault like any other.
+    NotADevice,
+    /// A device access the hypervisor cannot emulate (no syndrome, bad size).
+    Unemulable(&'static str),
+}
+
+/// Emulates the data abort `esr` at `ipa` by `vcpu`, whose registers are `x`.
+pub fn emulate_mmio(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64, ipa: u64) -> MmioOutcome {
+    let vm = vcpu.vm;
+    let Some(platform) = vm.platform.as_ref() else {
+        return MmioOutcome::NotADevice;
+    };
+    let in_gic = Vgic::contains(ipa, vm.vcpus.len());
+    let in_uart = (UART_IPA..UART_IPA + PL011_SIZE).contains(&ipa);
+    if !in_gic && !in_uart {
+        return MmioOutcome::NotADevice;
+    }
+    let access = match decode_data_abort(esr, ipa) {
+        Ok(a) => a,
+        Err(_) => return MmioOutcome::Unemulable("device access without syndrome"),
+    };
+    let effects = if in_gic {
+        match gic_access(platform, vcpu.index, &access, x) {
+            Ok(e) => e,
+            Err(why) => return MmioOutcome::Unemulable(why),
+        }
+    } else {
+        match uart_access(vm, platform, &access, x) {
+            Ok(e) => e,
+            Err(why) => return MmioOutcome::Unemulable(why),
+        }
+    };
+    kick(vm, effects);
+    MmioOutcome::Done
+}
+
+fn gic_access(
+    p: &Platform,
+    vcpu: usize,
+    a: &MmioAccess,
+    x: &mut [u64; 31],
+) -> Result<Effects, &'static str> {
+    let mut vgic = p.vgic.lock();
+    if a.write {
+        vgic.mmio_write(vcpu, a.ipa, a.size, a.write_value(x))
+            .map_err(|_| "bad GIC access")
+    } else {
+        let v = vgic
+            .mmio_read(vcpu, a.ipa, a.size)
+            .map_err(|_| "bad GIC access")?;
+        a.complete_read(x, v);
+        Ok(Effects::default())
+    }
+}
+
+fn uart_access(
+    vm: &Vm,
+    p: &Platform,
+    a: &MmioAccess,
+    x: &mut [u64; 31],
+) -> Result<Effects, &'static str> {
+    let offset = a.ipa - UART_IPA;
+    let level = {
+        let mut uart = p.uart.lock();
+        if a.write {
+            let out = uart
+                .write(offset, a.size, a.write_value(x) as u32)
+                .map_err(|_| "bad PL011 access")?;
+            if let Some(byte) = out {
+                vm.console.lock().push(&[byte], |line| {
+                    crate::arch::console::vm_line(&vm.name, line)
+                });
+            }
+        } else {
+            let v = uart.read(offset, a.size).map_err(|_| "bad PL011 access")?;
+            a.complete_read(x, v as u64);
+        }
+        uart.irq_level()
+    };
+    Ok(p.vgic.lock().set_level(0, UART_INTID, level))
+}
+
+/// Feeds console input to a VM's PL011 and raises its interrupt.
+pub fn console_input(vm: &Vm, byte: u8) {
+    let Some(p) = vm.platform.as_ref() else {
+        return;
+    };
+    let level = {
+        let mut uart = p.uart.lock();
+        uart.push_input(byte);
+        uart.irq_level()
+    };
+    let effects = p.vgic.lock().set_level(0, UART_INTID, level);
+    kick(vm, effects);
+}
+
+/// Makes the vCPUs that gained an interrupt look at it: those loaded on another physical CPU
+/// get a kick (an SGI that makes them exit and refresh their list registers). One loaded on
+/// this CPU is the current vCPU, whose list registers are refreshed on the way back to it;
+/// one not loaded picks the interrupt up when it is next loaded.
+pub fn kick(vm: &Vm, effects: Effects) {
+    let here = crate::arch::percpu::current().index();
+    for (i, target) in vm.vcpus.iter().enumerate() {
+        if effects.kick & (1 << i) != 0 && target.is_loaded() && target.pcpu != here {
+            crate::arch::kick_cpu(target.pcpu);
+        }
+    }
+}
+
+/// Brings the loaded vCPU's list registers and the vGIC model into step: what the guest
+/// finished leaves the model, what is pending enters free list registers, and if more is
+/// pending than fits, a maintenance interrupt is requested for when room appears.
+pub fn flush_list_registers(vcpu: &Vcpu) {
+    let Some(p) = vcpu.vm.platform.as_ref() else {
+        return;
+    };
+    let n = vcpu_if::lr_count();
+    let mut current: heapless::Vec<LrEntry, { vcpu_if::MAX_LRS }> = heapless::Vec::new();
+    for i in 0..n {
+        let _ = current.push(lr_from_ich(vcpu_if::read_lr(i)));
+    }
+    let mut vgic = p.vgic.lock();
+    vgic.sync_list_registers(vcpu.index, &current);
+    let fill = vgic.fill_list_registers(vcpu.index, n);
+    for i in 0..n {
+        vcpu_if::write_lr(i, fill.get(i).map_or(0, lr_to_ich));
+    }
+    let more = vgic.has_pending(vcpu.index);
+    drop(vgic);
+    let hcr = vcpu_if::ICH_HCR_EN | if more { vcpu_if::ICH_HCR_NPIE } else { 0 };
+    vcpu_if::set_hcr(hcr);
+}
+
+/// The physical virtual-timer interrupt fired while `vcpu` ran: hand it to the guest as its
+/// PPI 27, hardware-linked so that the guest's deactivation also deactivates the physical
+/// interrupt (which stays active, and so silent, until then). False if the VM has no
+/// interrupt controller to take it (the caller then masks it at the timer: nothing in that VM
+/// could ever acknowledge it).
+pub fn virtual_timer_fired(vcpu: &Vcpu) -> bool {
+    match vcpu.vm.platform.as_ref() {
+        Some(p) => {
+            // Only the vCPU that owns the timer is concerned, and it is the current one.
+            let _ = p
+                .vgic
+                .lock()
+                .inject_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID);
+            true
+        }
+        None => false,
+    }
+}
