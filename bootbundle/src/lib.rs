@@ -46,7 +46,10 @@ impl VmFlags {
     /// the initrd and the device tree as the Linux boot protocol says (`load_offset` and
     /// `entry_offset` must then be 0).
     pub const LINUX: u32 = 1 << 1;
-    const KNOWN: u32 = Self::PMU | Self::LINUX;
+    /// The VM gets the emulated platform devices (virtual GIC, PL011, timer interrupt) even
+    /// though its image is not Linux. Linux VMs always get them.
+    pub const PLATFORM: u32 = 1 << 2;
+    const KNOWN: u32 = Self::PMU | Self::LINUX | Self::PLATFORM;
 
     pub fn pmu(self) -> bool {
         self.0 & Self::PMU != 0
@@ -54,6 +57,10 @@ impl VmFlags {
 
     pub fn linux(self) -> bool {
         self.0 & Self::LINUX != 0
+    }
+
+    pub fn platform(self) -> bool {
+        self.0 & (Self::LINUX | Self::PLATFORM) != 0
     }
 }
 

@@ -119,8 +119,8 @@ fn refuses_bad_entries() {
             BundleError::BadVcpuCount { vm: 0, vcpus: 9 },
         ),
         (
-            |v| v.flags = VmFlags(4),
-            BundleError::UnknownFlags { vm: 0, flags: 4 },
+            |v| v.flags = VmFlags(8),
+            BundleError::UnknownFlags { vm: 0, flags: 8 },
         ),
         (
             |v| v.start_after = Some(0),

@@ -242,7 +242,7 @@ impl Vm {
             spec.initrd.len() as u64,
         )
         .map_err(CreateError::Layout)?;
-        let with_platform = spec.flags.linux();
+        let with_platform = spec.flags.platform();
         let dtb = build_dtb(&spec, &layout, with_platform)?;
         if dtb.len() as u64 > layout.dtb_max {
             return Err(CreateError::DtbDoesNotFit);
@@ -443,6 +443,9 @@ impl Vm {
             }
             VmState::Resetting => {
                 ram_bytes(self.ram.pa, self.ram.size).fill(0);
+                if let Some(p) = &self.platform {
+                    p.reset();
+                }
                 self.load_image();
                 self.set_state(&mut state, VmState::Running);
                 drop(state);

@@ -39,6 +39,14 @@ impl Platform {
         }
     }
 
+    /// Back to the power-on state (SYSTEM_RESET).
+    pub fn reset(&self) {
+        let mut vgic = self.vgic.lock();
+        let cfg = VgicConfig { vcpus: vgic.vcpus(), spis: vgic.spis() };
+        *vgic = Vgic::new(cfg);
+        self.uart.lock().reset();
+    }
+
     /// How the guest's device tree describes this platform.
     pub fn describe(vcpus: usize) -> GuestPlatform {
         GuestPlatform {
