@@ -80,6 +80,7 @@ const FR_DCD: u32 = 1 << 2;
 const FR_RXFE: u32 = 1 << 4;
 const FR_RXFF: u32 = 1 << 6;
 const FR_TXFE: u32 = 1 << 7;
+const FR_TXFF: u32 = 1 << 5;
 /// The modem inputs as a connected, ready terminal drives them.
 const FR_MODEM_CONNECTED: u32 = FR_CTS | FR_DSR | FR_DCD;
 
@@ -178,6 +179,9 @@ pub struct Pl011 {
     dmacr: u32,
     /// The edge-set raw interrupt bits (`TXIS`, `RXIS`, `OEIS`); `RTIS` is computed.
     latched: u32,
+    /// Bytes the guest may still send before its transmit FIFO reads as full: the
+    /// hypervisor's output budget for this VM (see `set_tx_credit`). `u32::MAX`: unlimited.
+    tx_credit: u32,
 }
 
 impl Default for Pl011 {
@@ -202,7 +206,23 @@ impl Pl011 {
             imsc: 0,
             dmacr: 0,
             latched: 0,
+            tx_credit: u32::MAX,
         }
+    }
+
+    /// Sets how many more bytes the guest may send before its transmit FIFO reads as full
+    /// (back-pressure for a VM that floods its console: a guest driver waits on TXFF, so
+    /// nothing is lost and nobody else is slowed). Raising the credit from zero drains the
+    /// "FIFO", which raises the transmit interrupt as the real UART would.
+    pub fn set_tx_credit(&mut self, credit: u32) {
+        if self.tx_credit == 0 && credit > 0 {
+            self.latched |= INT_TX;
+        }
+        self.tx_credit = credit;
+    }
+
+    pub fn tx_credit(&self) -> u32 {
+        self.tx_credit
     }
 
     /// Back to the state of `new`, e.g. when the VM is reset. Pending input is discarded.
@@ -255,9 +275,9 @@ impl Pl011 {
             IFLS => self.ifls = value & IFLS_MASK,
             IMSC => {
                 let value = value & INT_MASK;
-                // The transmit FIFO is empty whenever the guest looks, so unmasking the
-                // transmit interrupt finds it asserted.
-                if value & !self.imsc & INT_TX != 0 {
+                // The transmit FIFO is empty whenever the guest looks (unless it is out of
+                // credit), so unmasking the transmit interrupt finds it asserted.
+                if value & !self.imsc & INT_TX != 0 && self.tx_credit > 0 {
                     self.latched |= INT_TX;
                 }
                 self.imsc = value;
@@ -336,7 +356,11 @@ impl Pl011 {
 
     /// UARTFR: nothing is ever being transmitted; the receive flags follow the FIFO.
     fn fr(&self) -> u32 {
-        let mut fr = FR_TXFE | FR_MODEM_CONNECTED;
+        let mut fr = if self.tx_credit == 0 {
+            FR_TXFF
+        } else {
+            FR_TXFE
+        } | FR_MODEM_CONNECTED;
         if self.rx.is_empty() {
             fr |= FR_RXFE;
         }
@@ -375,12 +399,18 @@ impl Pl011 {
 
     /// UARTDR write: transmit at once, or loop back; dropped while the transmitter is off.
     fn write_dr(&mut self, value: u32) -> Option<u8> {
-        if !self.transmitter_enabled() {
+        // With the FIFO full, a written byte is lost (TRM §3.3.1), as on the real UART.
+        if !self.transmitter_enabled() || self.tx_credit == 0 {
             return None;
         }
+        if self.tx_credit != u32::MAX {
+            self.tx_credit -= 1;
+        }
         let byte = (value & DR_DATA_MASK) as u8;
-        // The byte has left the transmit FIFO, which is empty again.
-        self.latched |= INT_TX;
+        // The byte has left the transmit FIFO, which is empty again (unless out of credit).
+        if self.tx_credit > 0 {
+            self.latched |= INT_TX;
+        }
         if self.cr & CR_LBE != 0 {
             self.receive(byte);
             return None;
@@ -395,6 +425,29 @@ mod tests {
 
     fn r(u: &mut Pl011, offset: u64) -> u32 {
         u.read(offset, 4).unwrap()
+    }
+
+    #[test]
+    fn out_of_credit_the_fifo_is_full_and_refilling_raises_the_tx_interrupt() {
+        let mut u = Pl011::new();
+        u.set_tx_credit(2);
+        assert_eq!(w(&mut u, DR, b'a' as u32), Some(b'a'));
+        assert_eq!(w(&mut u, DR, b'b' as u32), Some(b'b'));
+        assert_ne!(r(&mut u, FR) & FR_TXFF, 0);
+        assert_eq!(r(&mut u, FR) & FR_TXFE, 0);
+        // A byte written while full is lost, as on the hardware.
+        assert_eq!(w(&mut u, DR, b'c' as u32), None);
+        w(&mut u, ICR, INT_MASK);
+        w(&mut u, IMSC, INT_TX);
+        assert!(
+            !u.irq_level(),
+            "no transmit interrupt while the FIFO is full"
+        );
+        u.set_tx_credit(10);
+        assert_eq!(r(&mut u, FR) & FR_TXFF, 0);
+        assert!(u.irq_level(), "draining the FIFO raises TXIS");
+        assert_eq!(w(&mut u, DR, b'd' as u32), Some(b'd'));
+        assert_eq!(u.tx_credit(), 9);
     }
 
     fn w(u: &mut Pl011, offset: u64, value: u32) -> Option<u8> {

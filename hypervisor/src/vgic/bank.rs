@@ -3,22 +3,30 @@
 //! 0069H.b §12.8 and §12.10, register maps): IGROUPR, ISENABLER/ICENABLER, ISPENDR/ICPENDR,
 //! ISACTIVER/ICACTIVER, IPRIORITYR, ICFGR, IGRPMODR and NSACR.
 //!
+//! The GICv2 distributor has the same arrays at the same offsets (Arm IHI 0048B §4.1.2, Table
+//! 4-1), with interrupts 0..31 banked per CPU interface in it (§4.3.4..§4.3.13); 0xD00 is
+//! IMPLEMENTATION DEFINED there and GICD_NSACRn exist only with the Security Extensions, so
+//! both are RAZ/WI as in the GICv3 DS = 1 case.
+//!
 //! Owns: decoding an offset into (register, first INTID) and applying the access field by
-//! field. Bits whose INTID the frame does not hold (SGIs/PPIs in the distributor, which are
-//! RAZ/WI with affinity routing; unimplemented SPIs) are RAZ/WI.
+//! field, including the fan-out of a GICv2 SGI's bits to its per-source states. Bits whose
+//! INTID the frame does not hold (SGIs/PPIs in the GICv3 distributor, which are RAZ/WI with
+//! affinity routing; unimplemented SPIs) are RAZ/WI.
 //! Never: decides what an interrupt state change means for delivery (`Vgic::change` does).
 
-use super::irq::{Irq, SGI_COUNT};
+use super::irq::{Irq, PRIVATE_COUNT, SGI_COUNT};
 use super::regs::{check32, check32_or_byte};
 use super::{Effects, Loc, MmioError, Vgic};
 
 /// A frame holding a bank of per-interrupt registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame {
-    /// GICD: SPIs.
+    /// GICv3 GICD: SPIs.
     Dist,
     /// SGI_base of vCPU `n`'s redistributor: its SGIs and PPIs.
     Redist(usize),
+    /// GICv2 GICD as accessed by vCPU `n`: its SGIs and PPIs (banked), and the SPIs.
+    DistV2(usize),
 }
 
 /// The registers of the bank, each described under its GICD_ name in §12.9 and its GICR_ name
@@ -99,7 +107,7 @@ const WORD_BITS: u32 = 32;
 fn decode(frame: Frame, offset: u64) -> Option<(&'static Array, u64, u32)> {
     ARRAYS.iter().find_map(|a| {
         let len = match frame {
-            Frame::Dist => a.dist_len,
+            Frame::Dist | Frame::DistV2(_) => a.dist_len,
             Frame::Redist(_) => a.redist_len,
         };
         let rel = offset.checked_sub(a.base).filter(|&r| r < len)?;
@@ -122,10 +130,72 @@ impl Vgic {
     fn bank_loc(&self, frame: Frame, intid: u32) -> Option<Loc> {
         match frame {
             Frame::Dist => self.spi_loc(intid),
-            Frame::Redist(vcpu) => {
-                (intid < super::irq::PRIVATE_COUNT).then_some(Loc::Private { vcpu, intid })
+            Frame::Redist(vcpu) => (intid < PRIVATE_COUNT).then_some(Loc::Private { vcpu, intid }),
+            Frame::DistV2(vcpu) if intid < PRIVATE_COUNT => Some(Loc::Private { vcpu, intid }),
+            Frame::DistV2(_) => self.spi_loc(intid),
+        }
+    }
+
+    /// A GICv2 SGI's configuration `loc`, as (vCPU, INTID): its pending and active states are
+    /// per source.
+    fn v2_sgi(&self, loc: Loc) -> Option<(usize, u32)> {
+        match loc {
+            Loc::Private { vcpu, intid } if self.is_v2() && intid < SGI_COUNT => {
+                Some((vcpu, intid))
+            }
+            _ => None,
+        }
+    }
+
+    /// One field as read: a GICv2 SGI is pending / active if it is from any source.
+    fn field_of(&self, kind: Kind, loc: Loc) -> u32 {
+        let Some((vcpu, intid)) = self.v2_sgi(loc) else {
+            return read_field(kind, self.irq(loc), loc);
+        };
+        let view: fn(&Irq) -> bool = match kind {
+            Kind::SetPending | Kind::ClearPending => Irq::pending_view,
+            Kind::SetActive | Kind::ClearActive => Irq::active_view,
+            _ => return read_field(kind, self.irq(loc), loc),
+        };
+        u32::from(self.sgi_sources(vcpu, intid).any(|s| view(self.irq(s))))
+    }
+
+    /// Applies a field write to one interrupt. For a GICv2 SGI: GICD_ISPENDR0/ICPENDR0 bits
+    /// are read-only (IHI 0048B §4.3.7, §4.3.8: GICD_SPENDSGIRn / CPENDSGIRn set and clear
+    /// an SGI's pending state, per source); ICACTIVER clears every source's active state and
+    /// ISACTIVER sets it as if the accessing vCPU had sent it; the configuration goes to every
+    /// source's copy.
+    fn apply(&mut self, kind: Kind, loc: Loc, f: impl Fn(&mut Irq) + Copy) -> Effects {
+        let Some((vcpu, intid)) = self.v2_sgi(loc) else {
+            return self.change(loc, f);
+        };
+        let mut fx = Effects::default();
+        match kind {
+            Kind::SetPending | Kind::ClearPending => {}
+            Kind::SetActive => {
+                let source = vcpu as u8;
+                fx |= self.change(
+                    Loc::Sgi {
+                        vcpu,
+                        intid,
+                        source,
+                    },
+                    f,
+                );
+            }
+            Kind::ClearActive => {
+                for s in self.sgi_sources(vcpu, intid) {
+                    fx |= self.change(s, f);
+                }
+            }
+            _ => {
+                fx |= self.change(loc, f);
+                for s in self.sgi_sources(vcpu, intid) {
+                    fx |= self.change(s, f);
+                }
             }
         }
+        fx
     }
 
     /// A read of a per-interrupt register, or `None` if `offset` is not one.
@@ -150,7 +220,7 @@ impl Vgic {
             let Some(loc) = self.bank_loc(frame, first + i) else {
                 continue;
             };
-            let field = read_field(a.kind, self.irq(loc), loc);
+            let field = self.field_of(a.kind, loc);
             value |= u64::from(field) << (i * a.width);
         }
         Some(Ok(value))
@@ -181,7 +251,7 @@ impl Vgic {
             };
             let field = ((value >> (i * a.width)) & field_mask) as u32;
             if let Some(f) = write_field(a.kind, field, loc) {
-                fx |= self.change(loc, f);
+                fx |= self.apply(a.kind, loc, f);
             }
         }
         Some(Ok(fx))
@@ -189,7 +259,7 @@ impl Vgic {
 }
 
 fn is_sgi(loc: Loc) -> bool {
-    matches!(loc, Loc::Private { intid, .. } if intid < SGI_COUNT)
+    matches!(loc, Loc::Private { intid, .. } if intid < SGI_COUNT) || matches!(loc, Loc::Sgi { .. })
 }
 
 fn read_field(kind: Kind, irq: &Irq, loc: Loc) -> u32 {
@@ -205,7 +275,7 @@ fn read_field(kind: Kind, irq: &Irq, loc: Loc) -> u32 {
 }
 
 /// The change a write of `field` makes to one interrupt, if any.
-fn write_field(kind: Kind, field: u32, loc: Loc) -> Option<impl FnOnce(&mut Irq)> {
+fn write_field(kind: Kind, field: u32, loc: Loc) -> Option<impl Fn(&mut Irq) + Copy> {
     let set = field != 0;
     let op: fn(&mut Irq, u32) = match kind {
         Kind::Group => |irq, f| irq.group1 = f != 0,

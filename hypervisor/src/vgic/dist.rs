@@ -1,4 +1,5 @@
-//! The distributor frame, GICD (Arm IHI 0069H.b §12.8 register map, §12.9 descriptions).
+//! The GICv3 distributor frame, GICD (Arm IHI 0069H.b §12.8 register map, §12.9 descriptions).
+//! The GICv2 distributor is `dist_v2`.
 //!
 //! Owns: GICD_CTLR, GICD_TYPER/TYPER2/IIDR/STATUSR, GICD_SGIR, GICD_IROUTER<n> and SPI
 //! routing, the ID registers; the per-interrupt arrays go through `bank`.
@@ -10,7 +11,7 @@ use super::irq::{SPECIAL_BASE, SPI_BASE};
 use super::regs::{
     self, check32, check64, read64, write64, Part, ID_BASE, ID_END, IIDR, PART_DIST,
 };
-use super::{Effects, MmioError, Vgic, CTLR_ENABLE_GRP0, CTLR_ENABLE_GRP1};
+use super::{Effects, MmioError, Vgic};
 
 /// §12.9 GICD_CTLR.
 const GICD_CTLR: u64 = 0x0000;
@@ -32,7 +33,6 @@ const IROUTER_SIZE: u64 = 8;
 /// (bit 31) reads 0 since every write takes effect at once.
 const CTLR_ARE: u32 = 1 << 4;
 const CTLR_DS: u32 = 1 << 6;
-const CTLR_WRITABLE: u32 = CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1;
 
 /// GICD_TYPER fields.
 const TYPER_ITLINES_MASK: u32 = 0x1f;
@@ -143,31 +143,11 @@ impl Vgic {
         }
     }
 
-    /// GICD_CTLR write: the group enables. Kicks vCPUs that now have an interrupt to take.
-    fn set_ctlr(&mut self, value: u32) -> Effects {
-        let before = self.pending_mask();
-        self.ctlr = value & CTLR_WRITABLE;
-        Effects {
-            kick: self.pending_mask() & !before,
-        }
-    }
-
     /// GICD_IROUTER<intid> write (or half of it).
     fn set_irouter(&mut self, intid: u32, part: Part, value: u64) -> Effects {
         let i = (intid - SPI_BASE) as usize;
         self.irouter[i] = write64(self.irouter[i], part, value) & IROUTER_WRITABLE;
-        let old = self.target[i];
-        self.target[i] = self.route(self.irouter[i]);
-        let mut fx = Effects::default();
-        if self.target[i] != old {
-            let irq = self.spi[i];
-            if irq.lr.is_none() && self.deliverable(&irq) {
-                fx.add(self.target[i]);
-            }
-            if let Some(l) = irq.lr {
-                fx.add(l.vcpu);
-            }
-        }
-        fx
+        let target = self.route(self.irouter[i]);
+        self.retarget(intid, Some(target))
     }
 }

@@ -47,7 +47,11 @@ fn sgi(vcpu: usize, off: u64) -> u64 {
 }
 
 fn vgic(vcpus: usize, spis: u32) -> Vgic {
-    Vgic::new(VgicConfig { vcpus, spis })
+    Vgic::new(VgicConfig {
+        vcpus,
+        spis,
+        version: VgicVersion::V3,
+    })
 }
 
 fn w32(g: &mut Vgic, ipa: u64, value: u64) -> Effects {
@@ -126,6 +130,7 @@ fn lr(intid: u32, state: LrState) -> LrEntry {
         state,
         hw_intid: None,
         eoi_maintenance: false,
+        source: None,
     }
 }
 
@@ -155,6 +160,7 @@ fn linux_spi_routed_to_vcpu1() {
             state: LrState::Pending,
             hw_intid: None,
             eoi_maintenance: true,
+            source: None,
         }]
     );
     assert!(!g.has_pending(1), "in a list register, not queued twice");

@@ -277,7 +277,19 @@ impl Vm {
             write: true,
             execute: true,
         };
-        if let Err(e) = stage2.map(ram.ipa, ram.pa, ram.size, rwx) {
+        let mut mapped = stage2.map(ram.ipa, ram.pa, ram.size, rwx);
+        // With a GICv2, the guest's CPU interface is the hardware's virtual CPU interface
+        // (GICV), mapped at the guest's GICC address: the only device it touches directly.
+        if let (Ok(()), true, Some(gicv)) = (&mapped, with_platform, crate::arch::gicv_frame()) {
+            let device = Attributes {
+                memory: MemoryType::Device,
+                read: true,
+                write: true,
+                execute: false,
+            };
+            mapped = stage2.map(crate::vgic::GICC_BASE, gicv, crate::vgic::GICC_SIZE, device);
+        }
+        if let Err(e) = mapped {
             stage2.destroy();
             release_ram();
             return Err(CreateError::Stage2(e));
@@ -305,7 +317,8 @@ impl Vm {
             start_after: spec.start_after,
             entry: spec.ipa_base + layout.entry_offset,
             dtb_ipa: spec.ipa_base + layout.dtb_offset,
-            platform: with_platform.then(|| Platform::new(spec.vcpus as usize)),
+            platform: with_platform
+                .then(|| Platform::new(spec.vcpus as usize, crate::arch::vgic_version())),
             layout,
             spec,
             dtb,
@@ -487,7 +500,8 @@ fn build_dtb(spec: &VmSpec, layout: &GuestLayout, platform: bool) -> Result<Vec<
         initrd: layout
             .initrd
             .map(|(s, e)| (spec.ipa_base + s, spec.ipa_base + e)),
-        platform: platform.then(|| Platform::describe(spec.vcpus as usize)),
+        platform: platform
+            .then(|| Platform::describe(spec.vcpus as usize, crate::arch::vgic_version())),
     })
     .map_err(|_| CreateError::DeviceTree)
 }

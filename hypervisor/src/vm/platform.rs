@@ -11,13 +11,18 @@ use super::{Vcpu, Vm};
 use crate::arch::vcpu_if;
 use crate::devices::pl011::{Pl011, PL011_SIZE};
 use crate::dt::guest_fdt::{GuestGic, GuestPlatform};
-use crate::vgic::{self, lr_from_ich, lr_to_ich, Effects, LrEntry, Vgic, VgicConfig};
+use crate::vgic::{self, Effects, LrEntry, Vgic, VgicConfig, VgicVersion};
 use spin::Mutex;
 
 /// Where the PL011 is in every VM's IPA space, and its SPI (INTID 32 + 1), as on QEMU virt.
 pub const UART_IPA: u64 = 0x0900_0000;
 pub const UART_SPI: u32 = 1;
 pub const UART_INTID: u32 = 32 + UART_SPI;
+/// What a VM may write to its console per scheduler period (10 ms): 2 KiB, i.e. 200 KiB/s.
+/// Beyond it the guest's UART reads as full until the next period, so a VM that floods its
+/// console slows only itself, and every other VM's lines and the hypervisor's log still get
+/// through.
+pub const CONSOLE_BYTES_PER_PERIOD: u32 = 2048;
 /// SPIs each VM's distributor offers.
 const VM_SPIS: u32 = 64;
 /// The virtual timer's PPI (INTID 27), the same number physically and virtually.
@@ -29,31 +34,52 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(vcpus: usize) -> Self {
+    /// The platform of a VM with `vcpus` vCPUs; its GIC is of the host's version, since the
+    /// guest talks to the host's virtual CPU interface directly.
+    pub fn new(vcpus: usize, version: VgicVersion) -> Self {
         Platform {
             vgic: Mutex::new(Vgic::new(VgicConfig {
                 vcpus,
                 spis: VM_SPIS,
+                version,
             })),
-            uart: Mutex::new(Pl011::new()),
+            uart: Mutex::new(Self::new_uart()),
         }
+    }
+
+    fn new_uart() -> Pl011 {
+        let mut uart = Pl011::new();
+        uart.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
+        uart
     }
 
     /// Back to the power-on state (SYSTEM_RESET).
     pub fn reset(&self) {
         let mut vgic = self.vgic.lock();
-        let cfg = VgicConfig { vcpus: vgic.vcpus(), spis: vgic.spis() };
+        let cfg = VgicConfig {
+            vcpus: vgic.vcpus(),
+            spis: vgic.spis(),
+            version: vgic.version(),
+        };
         *vgic = Vgic::new(cfg);
-        self.uart.lock().reset();
+        *self.uart.lock() = Self::new_uart();
     }
 
     /// How the guest's device tree describes this platform.
-    pub fn describe(vcpus: usize) -> GuestPlatform {
-        GuestPlatform {
-            gic: GuestGic::V3 {
-                distributor: (vgic::GICD_BASE, vgic::GICD_SIZE),
+    pub fn describe(vcpus: usize, version: VgicVersion) -> GuestPlatform {
+        let distributor = (vgic::GICD_BASE, vgic::GICD_SIZE);
+        let gic = match version {
+            VgicVersion::V3 => GuestGic::V3 {
+                distributor,
                 redistributors: (vgic::GICR_BASE, vgic::GICR_STRIDE * vcpus as u64),
             },
+            VgicVersion::V2 => GuestGic::V2 {
+                distributor,
+                cpu_interface: (vgic::GICC_BASE, vgic::GICC_SIZE),
+            },
+        };
+        GuestPlatform {
+            gic,
             uart: (UART_IPA, UART_SPI),
         }
     }
@@ -75,7 +101,7 @@ pub fn emulate_mmio(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64, ipa: u64) -> MmioO
     let Some(platform) = vm.platform.as_ref() else {
         return MmioOutcome::NotADevice;
     };
-    let in_gic = Vgic::contains(ipa, vm.vcpus.len());
+    let in_gic = Vgic::contains_for(crate::arch::vgic_version(), ipa, vm.vcpus.len());
     let in_uart = (UART_IPA..UART_IPA + PL011_SIZE).contains(&ipa);
     if !in_gic && !in_uart {
         return MmioOutcome::NotADevice;
@@ -145,6 +171,25 @@ fn uart_access(
     Ok(p.vgic.lock().set_level(0, UART_INTID, level))
 }
 
+/// A new scheduler period: every VM's console output budget is refilled.
+pub fn refill_console_budgets() {
+    for vm in crate::vm_table::all() {
+        let Some(p) = vm.platform.as_ref() else {
+            continue;
+        };
+        if !vm.is_running() {
+            continue;
+        }
+        let level = {
+            let mut uart = p.uart.lock();
+            uart.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
+            uart.irq_level()
+        };
+        let effects = p.vgic.lock().set_level(0, UART_INTID, level);
+        kick(vm, effects);
+    }
+}
+
 /// Feeds console input to a VM's PL011 and raises its interrupt.
 pub fn console_input(vm: &Vm, byte: u8) {
     let Some(p) = vm.platform.as_ref() else {
@@ -182,17 +227,17 @@ pub fn flush_list_registers(vcpu: &Vcpu) {
     let n = vcpu_if::lr_count();
     let mut current: heapless::Vec<LrEntry, { vcpu_if::MAX_LRS }> = heapless::Vec::new();
     for i in 0..n {
-        let _ = current.push(lr_from_ich(vcpu_if::read_lr(i)));
+        let _ = current.push(vcpu_if::read_lr(i));
     }
     let mut vgic = p.vgic.lock();
     vgic.sync_list_registers(vcpu.index, &current);
     let fill = vgic.fill_list_registers(vcpu.index, n);
     for i in 0..n {
-        vcpu_if::write_lr(i, fill.get(i).map_or(0, lr_to_ich));
+        vcpu_if::write_lr(i, fill.get(i));
     }
     let more = vgic.has_pending(vcpu.index);
     drop(vgic);
-    let hcr = vcpu_if::ICH_HCR_EN | if more { vcpu_if::ICH_HCR_NPIE } else { 0 };
+    let hcr = vcpu_if::HCR_EN | if more { vcpu_if::HCR_NPIE } else { 0 };
     vcpu_if::set_hcr(hcr);
 }
 

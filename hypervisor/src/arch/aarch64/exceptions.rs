@@ -242,6 +242,7 @@ extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> *mut GuestRegs {
         _ if Some(intid) == super::preempt_intid() => {
             super::timer::arm_slice();
             gic::end_of_interrupt(intid);
+            super::on_period();
             tick = true;
         }
         _ => {

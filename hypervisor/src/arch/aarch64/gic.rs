@@ -153,7 +153,7 @@ pub fn enable_ppi(intid: u32, mpidr: u64) {
         GicVersion::V2 => gic.distributor.base,
     };
     // GICR_IGROUPR0/GICD_IGROUPR0, ISENABLER0 and IPRIORITYR share offsets in both layouts.
-    mmio_write(base + GICD_IGROUPR, mmio_read(base + GICD_IGROUPR) | bit);
+    set_group(gic.version, base + GICD_IGROUPR, bit);
     let prio = base + GICD_IPRIORITYR + (intid as u64 & !3);
     let shift = (intid % 4) * 8;
     let v = mmio_read(prio) & !(0xff << shift) | (HYP_PRIORITY as u32) << shift;
@@ -169,10 +169,7 @@ pub fn enable_spi(intid: u32, mpidr: u64) {
     let d = gic.distributor.base;
     let word = 4 * (intid as u64 / 32);
     let bit = 1u32 << (intid % 32);
-    mmio_write(
-        d + GICD_IGROUPR + word,
-        mmio_read(d + GICD_IGROUPR + word) | bit,
-    );
+    set_group(gic.version, d + GICD_IGROUPR + word, bit);
     let prio = d + GICD_IPRIORITYR + (intid as u64 & !3);
     let shift = (intid % 4) * 8;
     mmio_write(
@@ -198,6 +195,19 @@ pub fn enable_spi(intid: u32, mpidr: u64) {
     }
     mmio_write(d + GICD_ISENABLER + word, bit);
     barrier::dsb(barrier::SY);
+}
+
+/// Puts the interrupts of `bit` in the group the hypervisor acknowledges: group 1 on a GICv3
+/// (ICC_IAR1_EL1); group 0 on a GICv2 without security extensions, where GICC_IAR returns the
+/// special INTID 1022 for group 1 interrupts unless GICC_CTLR.AckCtl is set (IHI 0048B
+/// §4.4.4).
+fn set_group(version: GicVersion, igroupr: u64, bit: u32) {
+    let groups = mmio_read(igroupr);
+    let groups = match version {
+        GicVersion::V3 => groups | bit,
+        GicVersion::V2 => groups & !bit,
+    };
+    mmio_write(igroupr, groups);
 }
 
 /// Acknowledges the highest-priority pending interrupt; `SPURIOUS` or above if none.

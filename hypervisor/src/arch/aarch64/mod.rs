@@ -95,6 +95,8 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     match (hw.gic, hw.timer) {
         (Some(gic), Some(timer)) => {
             gic::init(gic);
+            vcpu_if::init(gic.version, gic.hyp_interface);
+            HOST_GIC.call_once(|| gic);
             timer::init(boards::BOARD.sched_period_us);
             PREEMPT_INTID.call_once(|| timer.hyp_phys);
         }
@@ -166,10 +168,35 @@ fn init_cpu_interrupts(mpidr: u64) {
 }
 
 static CONSOLE_INTID: spin::Once<u32> = spin::Once::new();
+static HOST_GIC: spin::Once<crate::dt::hwinfo::GicInfo> = spin::Once::new();
+
+/// The vGIC flavour guests get: the host's, since guests use its virtual CPU interface.
+pub fn vgic_version() -> crate::vgic::VgicVersion {
+    match HOST_GIC.get().map(|g| g.version) {
+        Some(crate::dt::hwinfo::GicVersion::V2) => crate::vgic::VgicVersion::V2,
+        _ => crate::vgic::VgicVersion::V3,
+    }
+}
+
+/// With a GICv2 host: the physical address of the virtual CPU interface (GICV) frame.
+pub fn gicv_frame() -> Option<u64> {
+    let gic = HOST_GIC.get()?;
+    match gic.version {
+        crate::dt::hwinfo::GicVersion::V2 => gic.vcpu_interface.map(|r| r.base),
+        crate::dt::hwinfo::GicVersion::V3 => None,
+    }
+}
 
 /// The console UART's receive interrupt, if console input is enabled.
 pub fn console_intid() -> Option<u32> {
     CONSOLE_INTID.get().copied()
+}
+
+/// Once per scheduler period, on the boot CPU: what is accounted per period.
+pub fn on_period() {
+    if percpu::current().index() == 0 {
+        crate::vm::platform::refill_console_budgets();
+    }
 }
 
 /// This CPU's MPIDR affinity.
@@ -318,6 +345,7 @@ pub fn wait_for_event() {
         }
         if Some(intid) == preempt_intid() {
             timer::arm_slice();
+            on_period();
         } else if Some(intid) == console_intid() {
             console::handle_input();
         }
