@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by fetch-dtbs.sh and fetch-guest-images.sh (sourced, not run): downloading Debian arm64
 # packages through apt and unpacking them under <repo>/target/debs/, cached.
 #
@@ -9,6 +10,7 @@
 # is done here when run as root (otherwise the commands are printed and the script stops).
 # Expects `repo` and a `log` function from the caller.
 
+# shellcheck disable=SC2154 # repo: set by the sourcing script
 debs="$repo/target/debs"
 
 ensure_arm64_apt() { # <a package name that must be known as :arm64>

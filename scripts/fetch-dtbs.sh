@@ -20,7 +20,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
 log() { printf 'fetch-dtbs: %s\n' "$*" >&2; }
-# shellcheck source=debian-arm64.sh
+# shellcheck source=scripts/debian-arm64.sh
 source "$repo/scripts/debian-arm64.sh"
 
 qemu_dtb() { # <gic-version> <file>

@@ -20,7 +20,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf 'fetch-guest-images: %s\n' "$*" >&2; }
-# shellcheck source=debian-arm64.sh
+# shellcheck source=scripts/debian-arm64.sh
 source "$repo/scripts/debian-arm64.sh"
 
 fetch_arm64_deb --kernel linux-image "boot/vmlinuz-*"

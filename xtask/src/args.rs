@@ -48,7 +48,8 @@ commands:
       --skip-host            skip the host tests (scripts/fetch-dtbs.sh, cargo test --workspace)
       --jobs N               suites run at once, 1 or 2 (default 2)
       --include-pending      also run the pending suites (listed as skipped otherwise)
-  bench                      run the bench suite, merge its figures into target/bench/results.json
+  bench                      run the bench suites (docs/benchmarks.md), merge their figures into
+                             target/bench/results.json
   help                       this text
 ";
 

@@ -161,7 +161,7 @@ pub fn read_all(mut b: &[u8]) -> Result<Vec<Entry>, String> {
     let mut out = Vec::new();
     loop {
         let at = total - b.len();
-        if at % 4 != 0 {
+        if !at.is_multiple_of(4) {
             return Err(format!("entry at {at} not 4-aligned"));
         }
         if b.len() < 110 || &b[..6] != MAGIC.as_bytes() {
@@ -253,7 +253,8 @@ mod tests {
         w.char_dev("dev/console", 0o600, 5, 1).unwrap();
         w.file("empty", 0o644, &[]).unwrap();
         let entries = read_all(&w.finish()).unwrap();
-        let summary: Vec<(&str, u32, u32, (u32, u32), &[u8])> = entries
+        type Summary<'a> = (&'a str, u32, u32, (u32, u32), &'a [u8]);
+        let summary: Vec<Summary> = entries
             .iter()
             .map(|e| (e.name.as_str(), e.mode, e.nlink, e.rdev, e.data.as_slice()))
             .collect();

@@ -75,6 +75,18 @@ pub fn start() {
     regs::write_pmcr(PMCR_E | PMCR_P);
 }
 
+/// Counter 0 alone (EL2 instructions), after an `isb`: the cheapest reading, for intervals
+/// measured one at a time.
+pub fn el2_count() -> u64 {
+    regs::read_pmevcntr0()
+}
+
+/// The EL2 instructions since `earlier` (an [`el2_count`]), over at most 2^32 events (see
+/// [`Reading::since`]).
+pub fn el2_since(now: u64, earlier: u64) -> u64 {
+    (now as u32).wrapping_sub(earlier as u32) as u64
+}
+
 pub fn read() -> Reading {
     Reading {
         el2: regs::read_pmevcntr0(),

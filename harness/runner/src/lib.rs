@@ -45,8 +45,7 @@ pub const PENDING_SUITES: &[(&str, &str)] = &[
     ("linux_flood_isolation", LINUX_PENDING),
 ];
 
-const LINUX_PENDING: &str =
-    "pending: the hypervisor cannot boot Linux yet (virtual GIC, timer, PL011 and guest device tree: issue 3)";
+const LINUX_PENDING: &str = "pending: needs the hypervisor's Linux guest support (issue 3)";
 
 /// Why suite `name` is pending, if it is.
 pub fn pending_reason(name: &str) -> Option<&'static str> {

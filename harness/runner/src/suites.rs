@@ -43,6 +43,9 @@ pub struct SuiteVm {
     pub start_after: Option<usize>,
     pub fixed_pa: Option<u64>,
     pub pmu: bool,
+    /// The VM gets the emulated platform devices (bundle flag `PLATFORM`): a virtual GICv3,
+    /// a PL011 and the virtual timer interrupt.
+    pub platform: bool,
     /// This VM's passes only count if the named VM's `#HV vm-stopped` record came earlier.
     pub pass_requires_stopped: Option<String>,
 }
@@ -59,6 +62,7 @@ impl SuiteVm {
             start_after: None,
             fixed_pa: None,
             pmu: false,
+            platform: false,
             pass_requires_stopped: None,
         }
     }
@@ -76,6 +80,10 @@ impl SuiteVm {
     }
     pub fn pmu(mut self) -> Self {
         self.pmu = true;
+        self
+    }
+    pub fn platform(mut self) -> Self {
+        self.platform = true;
         self
     }
     pub fn pass_requires_stopped(mut self, vm: &str) -> Self {
@@ -141,7 +149,22 @@ pub const ALL_SUITES: &[&str] = &[
     "isolation_exec_other_vm",
     "vcpus_exceed_cpus",
     "bench",
+    "bench_virq",
+    "bench_switch",
 ];
+
+/// The suites `cargo xtask bench` runs (with `-icount`), in order; each reports `#HT metric`
+/// figures (docs/benchmarks.md).
+pub const BENCH_SUITES: &[&str] = &["bench", "bench_virq", "bench_switch"];
+
+/// `bench_switch`: measured round trips, and the partner's loop count per yield. The partner
+/// yields [`SWITCH_PARTNER_YIELDS`] times, well over the bench's 50 warm-up + rounds and the
+/// preemption ticks in between (it yields only when it runs), so it is still there for every
+/// measured round trip; the bench checks that it was.
+pub const SWITCH_ROUNDS: u64 = 2000;
+pub const SWITCH_PARTNER_WORK: u64 = 256;
+pub const SWITCH_PARTNER_YIELDS: u64 = 3 * SWITCH_ROUNDS + 2000;
+const _: () = assert!(SWITCH_PARTNER_YIELDS > 2 * (SWITCH_ROUNDS + 50));
 
 const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -272,6 +295,32 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
             s.test_timeout = Duration::from_secs(120);
             s
         }
+        // One PLATFORM VM taking virtual timer interrupts through its vGICv3.
+        "bench_virq" => {
+            let vm = SuiteVm::new("bench", "bench_virq").pmu().platform();
+            let mut s = suite(name, 1, vec![vm.cmdline("samples=1000")]);
+            s.icount = true;
+            s.test_timeout = Duration::from_secs(120);
+            s
+        }
+        // Two PLATFORM VMs (as Linux VMs are) yielding to each other on one physical CPU.
+        "bench_switch" => {
+            let bench = SuiteVm::new("bench", "bench_switch")
+                .pmu()
+                .platform()
+                .cmdline(format!(
+                    "rounds={SWITCH_ROUNDS} partner_work={SWITCH_PARTNER_WORK}"
+                ));
+            let partner = SuiteVm::new("partner", "yielder")
+                .platform()
+                .cmdline(format!(
+                    "yields={SWITCH_PARTNER_YIELDS} work={SWITCH_PARTNER_WORK}"
+                ));
+            let mut s = suite(name, 1, vec![bench, partner]);
+            s.icount = true;
+            s.test_timeout = Duration::from_secs(120);
+            s
+        }
         _ => {
             return Err(format!(
                 "unknown suite `{name}` (suites: {})",
@@ -324,7 +373,10 @@ pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>
             cmdline: cmdline_with_id(&vm.cmdline, index + 1),
             initrd: Vec::new(),
             vcpus: vm.vcpus,
-            flags: VmFlags(if vm.pmu { VmFlags::PMU } else { 0 }),
+            flags: VmFlags(
+                if vm.pmu { VmFlags::PMU } else { 0 }
+                    | if vm.platform { VmFlags::PLATFORM } else { 0 },
+            ),
             start_after: vm.start_after,
             fixed_pa: vm.fixed_pa,
         });
@@ -395,10 +447,16 @@ mod tests {
                 assert_eq!(spec.ipa_base, TEST_GUEST_IPA_BASE);
                 assert_eq!(spec.ram_size, 16 << 20);
                 assert_eq!(spec.flags.pmu(), vm.pmu);
+                assert_eq!(spec.flags.platform(), vm.platform);
+                assert!(!spec.flags.linux());
             }
         }
         assert!(TEST_SUITES.iter().all(|s| ALL_SUITES.contains(s)));
         assert!(!TEST_SUITES.contains(&"bench"));
+        for name in BENCH_SUITES {
+            assert!(ALL_SUITES.contains(name) && !TEST_SUITES.contains(name));
+            assert!(suite_by_name(name, &Fake).unwrap().icount, "{name}");
+        }
         assert!(suite_by_name("nope", &Fake)
             .unwrap_err()
             .contains("unknown suite"));
@@ -432,6 +490,21 @@ mod tests {
         );
         let s = suite_by_name("bench", &Fake).unwrap();
         assert!(s.icount && s.vms[0].pmu && s.smp == 1);
+        assert!(!s.vms[0].platform);
+        let s = suite_by_name("bench_virq", &Fake).unwrap();
+        assert!(s.icount && s.smp == 1 && s.vms.len() == 1);
+        assert!(s.vms[0].pmu && s.vms[0].platform);
+        let s = suite_by_name("bench_switch", &Fake).unwrap();
+        assert!(s.icount && s.smp == 1);
+        assert_eq!(
+            (
+                vm(&s, "bench").program.as_str(),
+                vm(&s, "partner").program.as_str()
+            ),
+            ("bench_switch", "yielder")
+        );
+        assert!(vm(&s, "bench").pmu && !vm(&s, "partner").pmu);
+        assert!(s.vms.iter().all(|v| v.platform));
     }
 
     #[test]
