@@ -111,7 +111,7 @@ mod target {
                 if let Some(next) = self.pick() {
                     if let Some(cur) = self.current {
                         if same(cur, next) {
-                            crate::vm::platform::flush_list_registers(next);
+                            crate::vm::platform::fill_list_registers(next);
                             // SAFETY: `next` is pinned here and is the loaded vCPU.
                             return unsafe { &mut next.ctx().regs };
                         }
@@ -122,7 +122,7 @@ mod target {
                     unsafe { crate::arch::load_vcpu(next) };
                     next.set_loaded(true);
                     self.current = Some(next);
-                    crate::vm::platform::flush_list_registers(next);
+                    crate::vm::platform::fill_list_registers(next);
                     // SAFETY: as above.
                     return unsafe { &mut next.ctx().regs };
                 }

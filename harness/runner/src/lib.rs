@@ -34,18 +34,7 @@ use suites::{GuestImages, Symbols, ALL_SUITES, TEST_SUITES};
 /// Suites that are defined and listed but not run by default (`cargo xtask test
 /// --include-pending` runs them, and so does naming one with `--suite`), with the reason; they
 /// are reported as skipped. Remove a suite from here when what it tests has landed.
-pub const PENDING_SUITES: &[(&str, &str)] = &[
-    ("linux_boot_gicv3", LINUX_PENDING),
-    ("linux_boot_gicv2", LINUX_PENDING),
-    ("linux_smp2", LINUX_PENDING),
-    ("linux_two_vms", LINUX_PENDING),
-    ("linux_poweroff_one", LINUX_PENDING),
-    ("linux_reboot_one", LINUX_PENDING),
-    ("linux_sleep_1s", LINUX_PENDING),
-    ("linux_flood_isolation", LINUX_PENDING),
-];
-
-const LINUX_PENDING: &str = "pending: needs the hypervisor's Linux guest support (issue 3)";
+pub const PENDING_SUITES: &[(&str, &str)] = &[];
 
 /// Why suite `name` is pending, if it is.
 pub fn pending_reason(name: &str) -> Option<&'static str> {

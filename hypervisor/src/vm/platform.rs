@@ -217,10 +217,10 @@ pub fn kick(vm: &Vm, effects: Effects) {
     }
 }
 
-/// Brings the loaded vCPU's list registers and the vGIC model into step: what the guest
-/// finished leaves the model, what is pending enters free list registers, and if more is
-/// pending than fits, a maintenance interrupt is requested for when room appears.
-pub fn flush_list_registers(vcpu: &Vcpu) {
+/// First step of every exit that may change interrupt state: what the guest did with its list
+/// registers since it was last entered (acknowledged, finished) goes into the vGIC model,
+/// before anything of this exit (an injection, an emulated GIC access) changes the model.
+pub fn sync_list_registers(vcpu: &Vcpu) {
     let Some(p) = vcpu.vm.platform.as_ref() else {
         return;
     };
@@ -229,8 +229,20 @@ pub fn flush_list_registers(vcpu: &Vcpu) {
     for i in 0..n {
         let _ = current.push(vcpu_if::read_lr(i));
     }
+    p.vgic.lock().sync_list_registers(vcpu.index, &current);
+}
+
+/// Last step before entering a vCPU: its list registers get what the model says should be
+/// there (what is still in flight, then the highest-priority pending interrupts), and if more
+/// is pending than fits, a maintenance interrupt is requested for when room appears. Only
+/// valid after `sync_list_registers` in the same exit (or after loading the vCPU, whose saved
+/// list registers the model has already seen).
+pub fn fill_list_registers(vcpu: &Vcpu) {
+    let Some(p) = vcpu.vm.platform.as_ref() else {
+        return;
+    };
+    let n = vcpu_if::lr_count();
     let mut vgic = p.vgic.lock();
-    vgic.sync_list_registers(vcpu.index, &current);
     let fill = vgic.fill_list_registers(vcpu.index, n);
     for i in 0..n {
         vcpu_if::write_lr(i, fill.get(i));

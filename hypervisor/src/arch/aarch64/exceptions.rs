@@ -105,6 +105,7 @@ fn serve_hvc(regs: *mut GuestRegs) -> HvcExit {
 /// The end of a hypercall that yields or stops its caller, once its registers are complete.
 #[no_mangle]
 extern "C" fn handle_guest_hvc_reschedule() -> *mut GuestRegs {
+    platform::sync_list_registers(current_vcpu());
     reschedule()
 }
 
@@ -115,9 +116,10 @@ extern "C" fn handle_guest_sync(regs: *mut GuestRegs) -> *mut GuestRegs {
     // SAFETY: as for `handle_guest_hvc`; here all registers are saved.
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
+    platform::sync_list_registers(vcpu);
     match other_sync_exit(vcpu, x, esr) {
         Action::Resume if vcpu.vm.is_running() => {
-            platform::flush_list_registers(vcpu);
+            platform::fill_list_registers(vcpu);
             regs
         }
         _ => reschedule(),
@@ -223,6 +225,7 @@ extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> *mut GuestRegs {
     if intid >= gic::SPURIOUS {
         return regs;
     }
+    platform::sync_list_registers(vcpu);
     let mut tick = false;
     match intid {
         platform::VTIMER_INTID => {
@@ -253,7 +256,7 @@ extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> *mut GuestRegs {
     if tick || !vcpu.vm.is_running() {
         return reschedule();
     }
-    platform::flush_list_registers(vcpu);
+    platform::fill_list_registers(vcpu);
     regs
 }
 
