@@ -66,13 +66,14 @@ pub fn create_vms(hw: &HwInfo, cpus: usize) {
                     unsafe { crate::arch::percpu::get(vcpu.pcpu).sched() }.add(vcpu);
                 }
                 crate::hv_record!(
-                    "vm-start id={} name={} vcpus={} ram={} pa={:#x} pcpu={}",
+                    "vm-start id={} name={} vcpus={} ram={} pa={:#x} pcpu={} cntvoff={:#x}",
                     vm.id,
                     vm.name,
                     vm.vcpus.len(),
                     vm.ram.size,
                     vm.ram.pa,
-                    next_cpu
+                    next_cpu,
+                    vm.cntvoff
                 );
                 next_cpu = (next_cpu + vm.vcpus.len()) % cpus;
                 crate::vm_table::add(vm);

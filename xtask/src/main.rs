@@ -2,6 +2,7 @@
 //! them in QEMU, and runs the harness (see `docs/harness.md`).
 
 mod args;
+mod boot_ratio;
 mod build;
 mod cpio;
 mod images;
@@ -417,6 +418,13 @@ fn cmd_bench(ws: &Workspace) -> Result<(), Failure> {
     }
     if !problems.is_empty() {
         print!("{}", report::summary(&reports, longest(&reports)));
+    }
+    // linux_boot_ratio: Debian's Linux booted natively and under the hypervisor.
+    match images::prepare_linux_images(ws)
+        .and_then(|images| boot_ratio::measure(ws, &artifacts, &images))
+    {
+        Ok(figures) => metrics.extend(figures.metrics()),
+        Err(Failure(e)) => problems.push(format!("linux_boot_ratio not measured: {e}")),
     }
     if !metrics.is_empty() {
         let path = ws.out.join("bench").join("results.json");
