@@ -28,7 +28,7 @@ pub use suites::{Suite, SuiteVm};
 
 use elf::FlatImage;
 use linux::{LinuxImages, LinuxMonitor, LinuxSuite, BAD_VM_ARGS_SUITE};
-use qemu::{ConsoleEvent, Qemu, QemuConfig, SpawnOptions};
+use qemu::{ConsoleEvent, InputScript, InputStep, Qemu, QemuConfig, SpawnOptions};
 use suites::{GuestImages, Symbols, ALL_SUITES, TEST_SUITES};
 
 /// Suites that are defined and listed but not run by default (`cargo xtask test
@@ -284,7 +284,7 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
         initrd: bundle,
     };
     let mut monitor = Monitor::new(suite);
-    match run_qemu(&mut monitor, &config, &log) {
+    match run_qemu(&mut monitor, &config, &log, &[]) {
         Ok(tail) => SuiteReport {
             name: name.to_string(),
             time: start.elapsed(),
@@ -330,7 +330,7 @@ pub fn run_linux_suite(suite: &LinuxSuite, artifacts: &Artifacts, out_dir: &Path
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle,
     };
-    match run_qemu(&mut monitor, &config, &log) {
+    match run_qemu(&mut monitor, &config, &log, &suite.input) {
         Ok(tail) => SuiteReport {
             name: name.to_string(),
             time: start.elapsed(),
@@ -456,28 +456,40 @@ fn failed_setup(name: &str, out_dir: &Path, start: Instant, why: String) -> Suit
     }
 }
 
-/// Runs QEMU until the suite is finished, timed out, or QEMU exits; logs the console; returns
-/// its last lines.
+/// Runs QEMU until the suite is finished, timed out, or QEMU exits; types `input` into the
+/// serial console (QEMU's standard input is a pipe then, else `/dev/null`); logs the console
+/// and the input; returns its last lines.
 fn run_qemu(
     monitor: &mut dyn Judge,
     config: &QemuConfig,
     log_path: &Path,
+    input: &[InputStep],
 ) -> Result<Vec<String>, String> {
+    let mut input = InputScript::new(input)?;
     let file =
         File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let mut log = BufWriter::new(file);
     let _ = writeln!(log, "xtask: {}", config.command_line());
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
-    let mut qemu = Qemu::spawn(config, SpawnOptions::default()).map_err(|e| e.to_string())?;
+    let mut qemu = if input.is_empty() {
+        Qemu::spawn(config, SpawnOptions::default())
+    } else {
+        Qemu::spawn_with_input(config, SpawnOptions::default())
+    }
+    .map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let mut record = |event: ConsoleEvent, monitor: &mut dyn Judge| {
+    // `Err(note)`: a line of the runner's own (`xtask: ...`), logged only.
+    type Event = Result<ConsoleEvent, String>;
+    let mut record = |event: Event, monitor: &mut dyn Judge, input: &mut InputScript| {
         let line = match event {
-            ConsoleEvent::Line(line) => {
+            Ok(ConsoleEvent::Line(line)) => {
                 monitor.feed(&line, start.elapsed());
+                input.feed(&line, start.elapsed());
                 line
             }
-            ConsoleEvent::Stderr(line) => format!("qemu stderr: {line}"),
-            ConsoleEvent::Closed => return,
+            Ok(ConsoleEvent::Stderr(line)) => format!("qemu stderr: {line}"),
+            Ok(ConsoleEvent::Closed) => return,
+            Err(note) => note,
         };
         let _ = writeln!(log, "{line}");
         if tail.len() == TAIL_LINES {
@@ -489,6 +501,14 @@ fn run_qemu(
     let mut finished_at: Option<Instant> = None;
     loop {
         let now = start.elapsed();
+        while let Some(bytes) = finished_at.is_none().then(|| input.take_due(now)).flatten() {
+            let text = qemu::escape_bytes(&bytes);
+            let note = match qemu.write_input(&bytes) {
+                Ok(()) => format!("xtask: console input: {text}"),
+                Err(e) => format!("xtask: console input {text} not written: {e}"),
+            };
+            record(Err(note), monitor, &mut input);
+        }
         let wait = match finished_at {
             Some(at) => match GRACE.checked_sub(at.elapsed()) {
                 Some(left) => left,
@@ -503,6 +523,10 @@ fn run_qemu(
                 deadline - now
             }
         };
+        let wait = match input.next_due().filter(|_| finished_at.is_none()) {
+            Some(due) => wait.min(due.saturating_sub(now)),
+            None => wait,
+        };
         match qemu.recv_timeout(wait) {
             Ok(ConsoleEvent::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = qemu.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
@@ -510,7 +534,7 @@ fn run_qemu(
                 exited = true;
                 break;
             }
-            Ok(event) => record(event, monitor),
+            Ok(event) => record(Ok(event), monitor, &mut input),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if finished_at.is_none() && monitor.is_finished() {
@@ -518,7 +542,14 @@ fn run_qemu(
         }
     }
     for event in qemu.stop() {
-        record(event, monitor);
+        record(Ok(event), monitor, &mut input);
+    }
+    if let Some(pending) = input.pending() {
+        record(
+            Err(format!("xtask: console input not all sent: {pending}")),
+            monitor,
+            &mut input,
+        );
     }
     if !exited {
         let _ = writeln!(log, "xtask: QEMU stopped by the runner");

@@ -17,6 +17,7 @@ use regex::Regex;
 use crate::framing::{parse_line, ConsoleLine};
 use crate::layout::{self, GuestLayout};
 use crate::monitor::CaseResult;
+use crate::qemu::InputStep;
 
 /// Linux VMs see their RAM at this IPA (2 MiB aligned, as the arm64 boot protocol wants; the
 /// same address as RAM on QEMU `virt`, so the guest's memory map looks like the board's).
@@ -152,6 +153,7 @@ pub const LINUX_SUITES: &[&str] = &[
     "linux_reboot_one",
     "linux_sleep_1s",
     "linux_flood_isolation",
+    "linux_console_input",
 ];
 
 /// The host-only suite that runs `cargo xtask run --vm ...` with bad values (see
@@ -171,6 +173,9 @@ pub struct LinuxSuite {
     pub timeout: Duration,
     pub vms: Vec<LinuxSuiteVm>,
     pub expectations: Vec<Expectation>,
+    /// What the runner types into the serial console, and when (empty: QEMU's standard input
+    /// is `/dev/null`, as for the test-guest suites).
+    pub input: Vec<InputStep>,
 }
 
 /// One VM of a Linux suite: Debian's kernel and the harness initramfs.
@@ -233,6 +238,16 @@ pub enum Expect {
         min_ms: u64,
         max_ms: u64,
     },
+    /// A hypervisor log line (`[LEVEL] message`, the whole line) matches `regex`; the case is
+    /// reported under VM `vm`.
+    Log { vm: String, regex: String },
+    /// No line of VM `vm` matches `regex` until case `until` (`<vm>::<case>`) is met: the case
+    /// passes then, and fails at the first such line, or if `until` is never met.
+    Absent {
+        vm: String,
+        regex: String,
+        until: String,
+    },
 }
 
 impl Expectation {
@@ -243,7 +258,11 @@ impl Expectation {
 
     pub fn vm(&self) -> &str {
         match &self.expect {
-            Expect::Line { vm, .. } | Expect::Record { vm, .. } | Expect::Sleep { vm, .. } => vm,
+            Expect::Line { vm, .. }
+            | Expect::Record { vm, .. }
+            | Expect::Sleep { vm, .. }
+            | Expect::Log { vm, .. }
+            | Expect::Absent { vm, .. } => vm,
         }
     }
 
@@ -266,6 +285,10 @@ impl Expectation {
                 *min_ms as f64 / 1000.0,
                 *max_ms as f64 / 1000.0
             ),
+            Expect::Log { regex, .. } => format!("a hypervisor log line matching `{regex}`"),
+            Expect::Absent { regex, until, .. } => {
+                format!("no line matching `{regex}` until `{until}`")
+            }
         };
         match &self.after {
             Some(a) => format!("{what} after `{a}`"),
@@ -289,6 +312,18 @@ fn line(case: &str, vm: &str, regex: &str, count: usize, after: Option<&str>) ->
 /// `<vm>::ready`: the initramfs marker.
 fn ready(vm: &str) -> Expectation {
     line("ready", vm, &format!("^HV-LINUX-READY {vm}$"), 1, None)
+}
+
+/// `<vm>::<case>`: a hypervisor log line matching `regex`, after case `after`.
+fn log(case: &str, vm: &str, regex: &str, after: Option<&str>) -> Expectation {
+    Expectation {
+        case: case.into(),
+        expect: Expect::Log {
+            vm: vm.into(),
+            regex: regex.into(),
+        },
+        after: after.map(str::to_string),
+    }
 }
 
 fn record(case: &str, vm: &str, event: &str, fields: &[(&str, &str)], after: &str) -> Expectation {
@@ -320,6 +355,7 @@ fn linux_suite(
         timeout: LINUX_SUITE_TIMEOUT,
         vms,
         expectations,
+        input: vec![],
     }
 }
 
@@ -446,6 +482,82 @@ pub fn linux_suite_by_name(name: &str) -> Option<LinuxSuite> {
                 ),
             ],
         ),
+        // Typing on the physical console: Ctrl-] 2 gives the input to `beta`, Ctrl-] 1 back to
+        // `alpha`, Ctrl-] ? lists the VMs (hypervisor/src/devices/console_input.rs). The
+        // shells echo the command lines (`beta| ~ # echo HV-INPUT-$((6*7))`): only the
+        // computed output, alone on its line, counts.
+        "linux_console_input" => {
+            const ESC: u8 = 0x1D;
+            let half_s = Duration::from_millis(500);
+            let mut s = linux_suite(
+                name,
+                2,
+                3,
+                vec![vm("alpha", None), vm("beta", None)],
+                vec![
+                    ready("alpha"),
+                    ready("beta"),
+                    log(
+                        "selected",
+                        "beta",
+                        r"^\[ INFO\] console input goes to VM beta$",
+                        None,
+                    ),
+                    line("input", "beta", "^HV-INPUT-42$", 1, Some("beta::selected")),
+                    log(
+                        "selected",
+                        "alpha",
+                        r"^\[ INFO\] console input goes to VM alpha$",
+                        Some("beta::input"),
+                    ),
+                    line(
+                        "input",
+                        "alpha",
+                        "^HV-INPUT-A2$",
+                        1,
+                        Some("alpha::selected"),
+                    ),
+                    // Had alpha's shell been given beta's command, it would have run it before
+                    // alpha's own (one FIFO, in order): so alpha's output closes the window.
+                    Expectation {
+                        case: "not_given_beta_input".into(),
+                        expect: Expect::Absent {
+                            vm: "alpha".into(),
+                            regex: "^HV-INPUT-42$".into(),
+                            until: "alpha::input".into(),
+                        },
+                        after: None,
+                    },
+                    log(
+                        "listed",
+                        "alpha",
+                        r"^\[ INFO\] \* 1: alpha$",
+                        Some("alpha::input"),
+                    ),
+                    log(
+                        "listed",
+                        "beta",
+                        r"^\[ INFO\]   2: beta$",
+                        Some("alpha::input"),
+                    ),
+                ],
+            );
+            s.input = vec![
+                InputStep {
+                    wait_for: vec![
+                        r"^alpha\| HV-LINUX-READY alpha$".into(),
+                        r"^beta\| HV-LINUX-READY beta$".into(),
+                    ],
+                    delay: Duration::ZERO,
+                    bytes: vec![ESC, b'2'],
+                },
+                InputStep::after(half_s, b"echo HV-INPUT-$((6*7))\n"),
+                InputStep::on_line(r"^beta\| HV-INPUT-42$", &[ESC, b'1']),
+                InputStep::after(half_s, b"echo HV-INPUT-A$((1+1))\n"),
+                InputStep::on_line(r"^alpha\| HV-INPUT-A2$", &[ESC, b'?']),
+            ];
+            s
+        }
         _ => return None,
     };
     Some(s)
@@ -707,6 +819,8 @@ pub struct LinuxMonitor {
     timeout: Duration,
     exps: Vec<ExpState>,
     tails: Vec<(String, VecDeque<String>)>,
+    /// The last hypervisor log lines (shown with a failed [`Expect::Log`] case).
+    log_tail: VecDeque<String>,
     faults: Vec<(String, String)>,
     seq: u64,
     panic: Option<String>,
@@ -720,16 +834,28 @@ impl LinuxMonitor {
         let mut exps = Vec::new();
         for exp in &suite.expectations {
             let regex = match &exp.expect {
-                Expect::Line { regex, .. } => Some(
+                Expect::Line { regex, .. }
+                | Expect::Log { regex, .. }
+                | Expect::Absent { regex, .. } => Some(
                     Regex::new(regex)
                         .map_err(|e| format!("case `{}`: bad regex `{regex}`: {e}", exp.id()))?,
                 ),
                 _ => None,
             };
-            if let Some(a) = &exp.after {
+            let until = match &exp.expect {
+                Expect::Absent { until, .. } => Some(("until", until)),
+                _ => None,
+            };
+            for (what, a) in exp
+                .after
+                .as_ref()
+                .map(|a| ("after", a))
+                .into_iter()
+                .chain(until)
+            {
                 if *a == exp.id() || !suite.expectations.iter().any(|o| o.id() == *a) {
                     return Err(format!(
-                        "case `{}`: `after` names no other case `{a}`",
+                        "case `{}`: `{what}` names no other case `{a}`",
                         exp.id()
                     ));
                 }
@@ -752,6 +878,7 @@ impl LinuxMonitor {
                 .iter()
                 .map(|v| (v.name.clone(), VecDeque::new()))
                 .collect(),
+            log_tail: VecDeque::new(),
             faults: Vec::new(),
             seq: 0,
             panic: None,
@@ -779,7 +906,34 @@ impl LinuxMonitor {
     fn fail_open(&mut self, vm: Option<&str>, why: &str) {
         for e in self.exps.iter_mut().filter(|e| e.open()) {
             if vm.is_none_or(|v| e.exp.vm() == v) {
-                e.failed = Some(why.to_string());
+                e.failed = Some(match &e.exp.expect {
+                    Expect::Absent { until, .. } => format!("`{until}` was not met: {why}"),
+                    _ => why.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Decides the [`Expect::Absent`] cases whose `until` case was decided.
+    fn settle_absent(&mut self, seq: u64, now: Duration) {
+        for i in 0..self.exps.len() {
+            let Expect::Absent { until, .. } = &self.exps[i].exp.expect else {
+                continue;
+            };
+            if !self.exps[i].open() {
+                continue;
+            }
+            let Some(u) = self.exps.iter().find(|e| e.exp.id() == *until) else {
+                continue;
+            };
+            let failed = u
+                .failed
+                .as_ref()
+                .map(|f| format!("`{until}` was not met: {f}"));
+            if u.met.is_some() {
+                self.exps[i].met = Some((seq, now));
+            } else if failed.is_some() {
+                self.exps[i].failed = failed;
             }
         }
     }
@@ -790,6 +944,11 @@ impl LinuxMonitor {
         if self.panic.is_some() || self.ended {
             return;
         }
+        self.feed_line(raw, seq, now);
+        self.settle_absent(seq, now);
+    }
+
+    fn feed_line(&mut self, raw: &str, seq: u64, now: Duration) {
         match parse_line(raw) {
             ConsoleLine::Hv(r) => {
                 let raw = raw.trim_end().to_string();
@@ -900,7 +1059,32 @@ impl LinuxMonitor {
                                 }
                             }
                         }
-                        Expect::Record { .. } => {}
+                        Expect::Absent { .. } => {
+                            if e.regex.as_ref().is_some_and(|r| r.is_match(&text)) {
+                                e.output.push(raw.trim_end().to_string());
+                                e.failed = Some(format!("seen: {}", raw.trim_end()));
+                            }
+                        }
+                        Expect::Record { .. } | Expect::Log { .. } => {}
+                    }
+                }
+            }
+            // The hypervisor's log: `[LEVEL] message`.
+            ConsoleLine::Other(text) if text.starts_with('[') => {
+                if self.log_tail.len() == VM_TAIL {
+                    self.log_tail.pop_front();
+                }
+                self.log_tail.push_back(text.clone());
+                for i in 0..self.exps.len() {
+                    let matches = matches!(self.exps[i].exp.expect, Expect::Log { .. })
+                        && self.exps[i]
+                            .regex
+                            .as_ref()
+                            .is_some_and(|r| r.is_match(&text));
+                    if matches && self.exps[i].open() && self.after_met(i, seq) {
+                        let e = &mut self.exps[i];
+                        e.met = Some((seq, now));
+                        e.output.push(text.clone());
                     }
                 }
             }
@@ -953,6 +1137,13 @@ impl LinuxMonitor {
             };
             let output = if failure.is_some() {
                 let mut o = e.output.clone();
+                if matches!(e.exp.expect, Expect::Log { .. }) {
+                    o.push(format!(
+                        "(last {} hypervisor log lines)",
+                        self.log_tail.len()
+                    ));
+                    o.extend(self.log_tail.iter().cloned());
+                }
                 if let Some((_, tail)) = self.tails.iter().find(|(n, _)| n == vm) {
                     o.push(format!("(last {} lines of VM {vm})", tail.len()));
                     o.extend(tail.iter().cloned());

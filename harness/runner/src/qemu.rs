@@ -1,8 +1,8 @@
-//! Starting QEMU and reading its console.
+//! Starting QEMU, reading its console, and typing into it ([`InputScript`]).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -97,6 +97,8 @@ pub struct SpawnOptions {
 /// A running QEMU. Dropping it kills the process.
 pub struct Qemu {
     child: Child,
+    /// QEMU's standard input (the serial console's input), if [`Qemu::spawn_with_input`].
+    stdin: Option<ChildStdin>,
     rx: Receiver<ConsoleEvent>,
     threads: Vec<JoinHandle<()>>,
     status: Option<ExitStatus>,
@@ -104,10 +106,22 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn spawn(config: &QemuConfig, options: SpawnOptions) -> io::Result<Qemu> {
+        Self::start(config, options, false)
+    }
+
+    /// [`Qemu::spawn`] with QEMU's standard input (`-serial stdio`: the serial console's input)
+    /// a pipe that [`Qemu::write_input`] writes to; `options.inherit_stdin` is ignored.
+    pub fn spawn_with_input(config: &QemuConfig, options: SpawnOptions) -> io::Result<Qemu> {
+        Self::start(config, options, true)
+    }
+
+    fn start(config: &QemuConfig, options: SpawnOptions, pipe_stdin: bool) -> io::Result<Qemu> {
         let mut cmd = Command::new(QEMU);
         cmd.args(config.args())
             .stdout(Stdio::piped())
-            .stdin(if options.inherit_stdin {
+            .stdin(if pipe_stdin {
+                Stdio::piped()
+            } else if options.inherit_stdin {
                 Stdio::inherit()
             } else {
                 Stdio::null()
@@ -120,6 +134,7 @@ impl Qemu {
         let mut child = cmd
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("cannot start {QEMU}: {e}")))?;
+        let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
         let stdout = child.stdout.take().expect("piped stdout");
@@ -139,6 +154,7 @@ impl Qemu {
         }
         Ok(Qemu {
             child,
+            stdin,
             rx,
             threads,
             status: None,
@@ -147,6 +163,15 @@ impl Qemu {
 
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Writes `bytes` to the serial console's input (only after [`Qemu::spawn_with_input`]).
+    pub fn write_input(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::Unsupported, "QEMU's input is not a pipe")
+        })?;
+        stdin.write_all(bytes)?;
+        stdin.flush()
     }
 
     pub fn recv_timeout(&self, timeout: Duration) -> Result<ConsoleEvent, RecvTimeoutError> {
@@ -169,6 +194,7 @@ impl Qemu {
             self.terminate();
             let _ = self.wait();
         }
+        self.stdin = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -247,6 +273,161 @@ fn read_console(mut stdout: ChildStdout, echo: bool, tx: mpsc::Sender<ConsoleEve
     let _ = tx.send(ConsoleEvent::Closed);
 }
 
+/// One step of the input a suite types into the serial console: once every regex of
+/// `wait_for` has matched a whole console line (in any order) seen after the previous step was
+/// written (for the first step: since QEMU started), wait `delay`, then write `bytes`. A step
+/// with no `wait_for` is due `delay` after the previous one was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputStep {
+    pub wait_for: Vec<String>,
+    pub delay: Duration,
+    pub bytes: Vec<u8>,
+}
+
+impl InputStep {
+    /// Once a console line matching `regex` has been seen, write `bytes`.
+    pub fn on_line(regex: &str, bytes: &[u8]) -> Self {
+        InputStep {
+            wait_for: vec![regex.into()],
+            delay: Duration::ZERO,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    /// `delay` after the previous step was written, write `bytes`.
+    pub fn after(delay: Duration, bytes: &[u8]) -> Self {
+        InputStep {
+            wait_for: vec![],
+            delay,
+            bytes: bytes.to_vec(),
+        }
+    }
+}
+
+/// `bytes` for logs: printable ASCII as is, the rest escaped (`\x1d2`, `echo x\n`).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// Plays [`InputStep`]s in order against the console. Like the monitors, it does no I/O and
+/// reads no clock: the caller feeds it every console line with the time since QEMU started,
+/// wakes up by [`InputScript::next_due`], and writes what [`InputScript::take_due`] returns.
+#[derive(Debug)]
+pub struct InputScript {
+    steps: Vec<(InputStep, Vec<regex::Regex>)>,
+    /// The step waited for.
+    next: usize,
+    /// Which of its `wait_for` regexes matched.
+    seen: Vec<bool>,
+    /// When it is due, once its lines were all seen.
+    due_at: Option<Duration>,
+}
+
+impl InputScript {
+    /// Fails if a regex does not compile.
+    pub fn new(steps: &[InputStep]) -> Result<Self, String> {
+        let mut compiled = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let regexes = step
+                .wait_for
+                .iter()
+                .map(|r| {
+                    regex::Regex::new(r)
+                        .map_err(|e| format!("input step {}: bad regex `{r}`: {e}", i + 1))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            compiled.push((step.clone(), regexes));
+        }
+        let mut script = InputScript {
+            steps: compiled,
+            next: 0,
+            seen: vec![],
+            due_at: None,
+        };
+        script.arm(Duration::ZERO);
+        Ok(script)
+    }
+
+    /// No steps at all (QEMU needs no input).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Every step was written.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.steps.len()
+    }
+
+    /// Step `next` becomes the one waited for, at `now`.
+    fn arm(&mut self, now: Duration) {
+        self.due_at = None;
+        self.seen.clear();
+        if let Some((step, regexes)) = self.steps.get(self.next) {
+            self.seen = vec![false; regexes.len()];
+            if regexes.is_empty() {
+                self.due_at = Some(now + step.delay);
+            }
+        }
+    }
+
+    /// A console line (as printed, without its terminator) arrived at `now`.
+    pub fn feed(&mut self, line: &str, now: Duration) {
+        if self.due_at.is_some() {
+            return;
+        }
+        let Some((step, regexes)) = self.steps.get(self.next) else {
+            return;
+        };
+        for (seen, r) in self.seen.iter_mut().zip(regexes) {
+            *seen |= r.is_match(line);
+        }
+        if self.seen.iter().all(|s| *s) {
+            self.due_at = Some(now + step.delay);
+        }
+    }
+
+    /// When the next step is to be written, if its lines have been seen.
+    pub fn next_due(&self) -> Option<Duration> {
+        self.due_at
+    }
+
+    /// The bytes of the next step if it is due at `now` (the step then counts as written, at
+    /// `now`); call again until `None`, as the following step may be due at once.
+    pub fn take_due(&mut self, now: Duration) -> Option<Vec<u8>> {
+        if self.due_at.is_none_or(|t| t > now) {
+            return None;
+        }
+        let bytes = self.steps[self.next].0.bytes.clone();
+        self.next += 1;
+        self.arm(now);
+        Some(bytes)
+    }
+
+    /// What the next step still waits for, for logs (`None` when every step was written):
+    /// `step 2 of 5 (`echo x\n`): waiting for `^a\| READY$``.
+    pub fn pending(&self) -> Option<String> {
+        let (step, regexes) = self.steps.get(self.next)?;
+        let what = match self.due_at {
+            Some(t) => format!("due at {:.1} s", t.as_secs_f64()),
+            None => {
+                let missing: Vec<String> = regexes
+                    .iter()
+                    .zip(&self.seen)
+                    .filter(|(_, s)| !**s)
+                    .map(|(r, _)| format!("`{}`", r.as_str()))
+                    .collect();
+                format!("waiting for {}", missing.join(", "))
+            }
+        };
+        Some(format!(
+            "step {} of {} (`{}`): {what}",
+            self.next + 1,
+            self.steps.len(),
+            escape_bytes(&step.bytes)
+        ))
+    }
+}
+
 /// Splits a byte stream into lines (`\n`, with any `\r` dropped), decoding lossily.
 #[derive(Default)]
 pub struct LineSplitter {
@@ -323,6 +504,88 @@ mod tests {
             ..c
         };
         assert!(c.command_line().contains(" -m 2G "));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn input_steps_wait_for_their_lines_in_any_order_then_their_delay() {
+        let mut s = InputScript::new(&[
+            InputStep {
+                wait_for: vec![r"^a\| READY$".into(), r"^b\| READY$".into()],
+                delay: Duration::ZERO,
+                bytes: b"\x1d2".to_vec(),
+            },
+            InputStep::after(ms(500), b"echo hi\n"),
+            InputStep::on_line(r"^b\| hi$", b"\x1d?"),
+        ])
+        .unwrap();
+        assert!(!s.is_empty() && !s.is_done());
+        assert_eq!(s.next_due(), None);
+        assert_eq!(
+            s.pending().unwrap(),
+            r"step 1 of 3 (`\x1d2`): waiting for `^a\| READY$`, `^b\| READY$`"
+        );
+        s.feed("b| READY", ms(100));
+        s.feed("a| READY?", ms(150));
+        s.feed("[ INFO] a| READY", ms(160));
+        assert_eq!(s.take_due(ms(200)), None, "a| READY not seen yet");
+        assert!(s.pending().unwrap().ends_with("waiting for `^a\\| READY$`"));
+        s.feed("a| READY", ms(300));
+        assert_eq!(s.next_due(), Some(ms(300)));
+        // Written late (the caller woke up at 350 ms): the next delay counts from then.
+        assert_eq!(s.take_due(ms(350)), Some(b"\x1d2".to_vec()));
+        assert_eq!(s.next_due(), Some(ms(850)));
+        assert_eq!(
+            s.pending().unwrap(),
+            r"step 2 of 3 (`echo hi\n`): due at 0.8 s"
+        );
+        // Lines do not hurry a step that waits for time only.
+        s.feed("b| hi", ms(400));
+        assert_eq!(s.take_due(ms(849)), None);
+        assert_eq!(s.take_due(ms(850)), Some(b"echo hi\n".to_vec()));
+        assert_eq!(s.take_due(ms(850)), None);
+        // `b| hi` came before step 2 was written: it does not count for step 3.
+        assert_eq!(s.next_due(), None);
+        s.feed("b| hi", ms(900));
+        assert_eq!(s.take_due(ms(900)), Some(b"\x1d?".to_vec()));
+        assert!(s.is_done());
+        assert_eq!(s.pending(), None);
+        assert_eq!(s.next_due(), None);
+        assert_eq!(s.take_due(ms(10_000)), None);
+        s.feed("b| hi", ms(10_000));
+    }
+
+    #[test]
+    fn steps_due_at_once_come_one_after_the_other() {
+        let mut s = InputScript::new(&[
+            InputStep::after(Duration::ZERO, b"a"),
+            InputStep::after(Duration::ZERO, b"b"),
+            InputStep::after(ms(10), b"c"),
+        ])
+        .unwrap();
+        assert_eq!(s.next_due(), Some(Duration::ZERO));
+        assert_eq!(s.take_due(ms(5)), Some(b"a".to_vec()));
+        assert_eq!(s.take_due(ms(5)), Some(b"b".to_vec()));
+        assert_eq!(s.take_due(ms(5)), None);
+        assert_eq!(s.take_due(ms(15)), Some(b"c".to_vec()));
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn no_steps_and_bad_regexes() {
+        let s = InputScript::new(&[]).unwrap();
+        assert!(s.is_empty() && s.is_done());
+        assert_eq!((s.next_due(), s.pending()), (None, None));
+        let e = InputScript::new(&[InputStep::after(ms(1), b"x"), InputStep::on_line("(", b"y")])
+            .unwrap_err();
+        assert!(e.starts_with("input step 2: bad regex `(`"), "{e}");
+        assert_eq!(
+            escape_bytes(b"\x1d1echo $((1+1))\n"),
+            r"\x1d1echo $((1+1))\n"
+        );
     }
 
     #[test]

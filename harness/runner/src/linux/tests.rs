@@ -41,6 +41,9 @@ fn every_linux_suite_is_well_formed() {
         assert_eq!(s.timeout, Duration::from_secs(120));
         assert!(s.gic == 2 || s.gic == 3);
         LinuxMonitor::new(s).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        crate::qemu::InputScript::new(&s.input).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        // Only the input suite types anything: the others keep QEMU's stdin `/dev/null`.
+        assert_eq!(s.input.is_empty(), s.name != "linux_console_input");
         let ids: Vec<String> = s.expectations.iter().map(|e| e.id()).collect();
         let mut unique = ids.clone();
         unique.sort();
@@ -457,6 +460,190 @@ fn a_panic_fails_everything_open_and_ends_the_suite() {
     );
     m.qemu_exited("signal 9", false);
     assert_eq!(m.results().len(), 4, "plus the qemu case");
+}
+
+/// The console of `linux_console_input` when all goes well (`beta` is typed into first).
+const CONSOLE_INPUT_OK: &str = "alpha| HV-LINUX-READY alpha
+    beta| HV-LINUX-READY beta
+    alpha| shell on the console (poweroff -f ends this VM, reboot -f restarts it)
+    [ INFO] console input goes to VM beta
+    beta| ~ # echo HV-INPUT-$((6*7))
+    beta| HV-INPUT-42
+    [ INFO] console input goes to VM alpha
+    alpha| ~ # echo HV-INPUT-A$((1+1))
+    alpha| HV-INPUT-A2
+    [ INFO] console input: Ctrl-] 1-9 selects VM n (creation order), Ctrl-] ? shows this, Ctrl-] Ctrl-] sends Ctrl-]
+    [ INFO] * 1: alpha
+    [ INFO]   2: beta";
+
+#[test]
+fn console_input_suite_types_in_steps() {
+    use crate::qemu::InputScript;
+    let s = linux_suite_by_name("linux_console_input").unwrap();
+    assert_eq!(
+        s.vms.iter().map(|v| v.cmdline.as_str()).collect::<Vec<_>>(),
+        [
+            "console=ttyAMA0 hvname=alpha",
+            "console=ttyAMA0 hvname=beta"
+        ]
+    );
+    // Replaying the console through the script gives the input, step by step.
+    let mut script = InputScript::new(&s.input).unwrap();
+    let mut typed: Vec<(u64, Vec<u8>)> = Vec::new();
+    for (i, line) in CONSOLE_INPUT_OK.lines().enumerate() {
+        let t = Duration::from_secs(i as u64 + 1);
+        script.feed(line.trim_start(), t);
+        while let Some(b) = script.take_due(t + Duration::from_millis(500)) {
+            typed.push((i as u64 + 1, b));
+        }
+    }
+    assert!(script.is_done(), "{:?}", script.pending());
+    assert_eq!(
+        typed,
+        vec![
+            (2, b"\x1d2".to_vec()),
+            // Half a second after the switch: at the next line's wake-up.
+            (3, b"echo HV-INPUT-$((6*7))\n".to_vec()),
+            (6, b"\x1d1".to_vec()),
+            (7, b"echo HV-INPUT-A$((1+1))\n".to_vec()),
+            (9, b"\x1d?".to_vec()),
+        ]
+    );
+    // The echo waits half a second after the switch.
+    let mut script = InputScript::new(&s.input).unwrap();
+    script.feed("beta| HV-LINUX-READY beta", Duration::from_secs(1));
+    script.feed("alpha| HV-LINUX-READY alpha", Duration::from_secs(2));
+    assert_eq!(
+        script.take_due(Duration::from_secs(2)),
+        Some(b"\x1d2".to_vec())
+    );
+    assert_eq!(script.next_due(), Some(Duration::from_millis(2500)));
+}
+
+#[test]
+fn console_input_is_judged_per_vm() {
+    let mut m = monitor("linux_console_input");
+    feed(&mut m, CONSOLE_INPUT_OK);
+    assert!(m.is_finished());
+    assert_eq!(
+        verdicts(&m),
+        [
+            "alpha::ready",
+            "beta::ready",
+            "beta::selected",
+            "beta::input",
+            "alpha::selected",
+            "alpha::input",
+            "alpha::not_given_beta_input",
+            "alpha::listed",
+            "beta::listed",
+        ]
+        .iter()
+        .map(|c| (c.to_string(), None))
+        .collect::<Vec<_>>()
+    );
+    let r = m.results();
+    assert_eq!(r[3].output, ["beta| HV-INPUT-42"], "not the echoed command");
+    assert_eq!(r[7].output, ["[ INFO] * 1: alpha"]);
+
+    // The echoed command line alone does not pass, nor output before the switch.
+    let mut m = monitor("linux_console_input");
+    feed(
+        &mut m,
+        "beta| HV-INPUT-42
+         beta| ~ # echo HV-INPUT-42
+         [ INFO] console input goes to VM beta
+         beta| ~ # echo HV-INPUT-$((6*7))
+         beta| echo HV-INPUT-42",
+    );
+    m.timeout(Duration::from_secs(120));
+    let v = verdicts(&m);
+    assert_eq!(v[2].1, None);
+    assert_eq!(
+        v[3].1.as_deref(),
+        Some(
+            "expected a line matching `^HV-INPUT-42$` after `beta::selected`: not seen within 120s"
+        )
+    );
+    assert_eq!(
+        v[6].1.as_deref(),
+        Some("expected no line matching `^HV-INPUT-42$` until `alpha::input`: `alpha::input` was not met: not seen within 120s")
+    );
+    let listed = m.results().into_iter().nth(7).unwrap();
+    assert_eq!(
+        listed.failure.as_deref(),
+        Some("expected a hypervisor log line matching `^\\[ INFO\\] \\* 1: alpha$` after `alpha::input`: not seen within 120s")
+    );
+    assert_eq!(
+        listed.output[..2],
+        [
+            "(last 1 hypervisor log lines)",
+            "[ INFO] console input goes to VM beta"
+        ]
+    );
+}
+
+#[test]
+fn console_input_given_to_both_vms_fails() {
+    let mut m = monitor("linux_console_input");
+    let both = CONSOLE_INPUT_OK.replace(
+        "beta| HV-INPUT-42\n",
+        "beta| HV-INPUT-42\n alpha| HV-INPUT-42\n",
+    );
+    feed(&mut m, &both);
+    let v = verdicts(&m);
+    let bad: Vec<_> = v.iter().filter(|(_, f)| f.is_some()).collect();
+    assert_eq!(
+        bad,
+        [&(
+            "alpha::not_given_beta_input".to_string(),
+            Some("expected no line matching `^HV-INPUT-42$` until `alpha::input`: seen: alpha| HV-INPUT-42".into())
+        )]
+    );
+    // A guest cannot fake the hypervisor's list; a log line with the wrong mark does not count.
+    let mut m = monitor("linux_console_input");
+    let fake = CONSOLE_INPUT_OK
+        .replace("[ INFO] * 1: alpha", "alpha| [ INFO] * 1: alpha")
+        .replace("[ INFO]   2: beta", "[ INFO] * 2: beta");
+    feed(&mut m, &fake);
+    m.qemu_exited("exit status 0", true);
+    let v = verdicts(&m);
+    assert!(v[7]
+        .1
+        .as_deref()
+        .unwrap()
+        .ends_with("QEMU exited (exit status 0) before this was seen"));
+    assert!(v[8].1.is_some());
+    assert_eq!(v.iter().filter(|(_, f)| f.is_some()).count(), 2, "{v:?}");
+}
+
+#[test]
+fn absent_needs_a_real_until() {
+    let mut s = linux_suite_by_name("linux_console_input").unwrap();
+    let e = s
+        .expectations
+        .iter_mut()
+        .find(|e| e.case == "not_given_beta_input")
+        .unwrap();
+    e.expect = Expect::Absent {
+        vm: "alpha".into(),
+        regex: "x".into(),
+        until: "alpha::nope".into(),
+    };
+    assert_eq!(
+        LinuxMonitor::new(&s).unwrap_err(),
+        "case `alpha::not_given_beta_input`: `until` names no other case `alpha::nope`"
+    );
+    // `until` failing (alpha stopped) decides it too.
+    let mut m = monitor("linux_console_input");
+    feed(
+        &mut m,
+        "alpha| HV-LINUX-READY alpha\n#HV vm-stopped id=1 name=alpha reason=system-off",
+    );
+    assert_eq!(
+        verdicts(&m)[6].1.as_deref(),
+        Some("expected no line matching `^HV-INPUT-42$` until `alpha::input`: `alpha::input` was not met: VM stopped (reason=system-off) before this was seen")
+    );
 }
 
 #[test]
