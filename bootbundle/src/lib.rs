@@ -49,7 +49,11 @@ impl VmFlags {
     /// The VM gets the emulated platform devices (virtual GIC, PL011, timer interrupt) even
     /// though its image is not Linux. Linux VMs always get them.
     pub const PLATFORM: u32 = 1 << 2;
-    const KNOWN: u32 = Self::PMU | Self::LINUX | Self::PLATFORM;
+    /// The image is an ELF64 little-endian AArch64 executable: the hypervisor loads its
+    /// `PT_LOAD` segments at their physical addresses and enters at `e_entry` (`load_offset`
+    /// and `entry_offset` must then be 0). Not together with [`VmFlags::LINUX`].
+    pub const ELF: u32 = 1 << 3;
+    const KNOWN: u32 = Self::PMU | Self::LINUX | Self::PLATFORM | Self::ELF;
 
     pub fn pmu(self) -> bool {
         self.0 & Self::PMU != 0
@@ -62,6 +66,67 @@ impl VmFlags {
     pub fn platform(self) -> bool {
         self.0 & (Self::LINUX | Self::PLATFORM) != 0
     }
+
+    pub fn elf(self) -> bool {
+        self.0 & Self::ELF != 0
+    }
+
+    /// The image format these flags say (`LINUX`: linux, `ELF`: elf, neither: raw).
+    pub fn format(self) -> ImageFormat {
+        if self.linux() {
+            ImageFormat::Linux
+        } else if self.elf() {
+            ImageFormat::Elf
+        } else {
+            ImageFormat::Raw
+        }
+    }
+}
+
+/// How a VM's image is loaded: the *format* of `--vm format=` and docs/guest-images.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ImageFormat {
+    /// An arm64 Linux `Image` (flag [`VmFlags::LINUX`]): placed as the Linux boot protocol
+    /// says.
+    Linux,
+    /// An ELF64 AArch64 executable (flag [`VmFlags::ELF`]): its `PT_LOAD` segments at their
+    /// physical addresses, entered at `e_entry`.
+    Elf,
+    /// Bytes copied to `load_offset`, entered at `entry_offset` (neither flag).
+    Raw,
+}
+
+impl ImageFormat {
+    pub const ALL: [ImageFormat; 3] = [ImageFormat::Linux, ImageFormat::Elf, ImageFormat::Raw];
+
+    /// `linux`, `elf` or `raw`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Linux => "linux",
+            ImageFormat::Elf => "elf",
+            ImageFormat::Raw => "raw",
+        }
+    }
+
+    /// The format named `name` (`linux`, `elf`, `raw`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The bundle flag that says this format (0 for raw).
+    pub fn flag(self) -> u32 {
+        match self {
+            ImageFormat::Linux => VmFlags::LINUX,
+            ImageFormat::Elf => VmFlags::ELF,
+            ImageFormat::Raw => 0,
+        }
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One VM as the bundle describes it.
@@ -73,7 +138,9 @@ pub struct VmSpec<'a> {
     pub ram_size: u64,
     /// Where the RAM appears in the VM's IPA space.
     pub ipa_base: u64,
-    /// The image copied into RAM at `ipa_base + load_offset`.
+    /// The image, in the format its flags say ([`VmFlags::format`]): a raw image is copied
+    /// into RAM at `ipa_base + load_offset`; a Linux `Image` and an ELF file are placed by the
+    /// hypervisor (`hypervisor/src/vm/layout.rs`).
     pub image: &'a [u8],
     pub load_offset: u64,
     /// The first instruction of the boot vCPU, as an offset from `ipa_base`.
@@ -112,6 +179,8 @@ pub enum BundleError {
     BadStartAfter { vm: usize },
     BadFixedPa { vm: usize },
     LinuxWithOffsets { vm: usize },
+    ElfWithOffsets { vm: usize },
+    LinuxAndElf { vm: usize },
 }
 
 impl fmt::Display for BundleError {
@@ -154,6 +223,18 @@ impl fmt::Display for BundleError {
                 write!(
                     f,
                     "VM {vm}: a Linux image is placed by the hypervisor: offsets must be 0"
+                )
+            }
+            ElfWithOffsets { vm } => {
+                write!(
+                    f,
+                    "VM {vm}: an ELF image is placed by its program headers: offsets must be 0"
+                )
+            }
+            LinuxAndElf { vm } => {
+                write!(
+                    f,
+                    "VM {vm}: flags LINUX and ELF together (one format per image)"
                 )
             }
         }
@@ -265,14 +346,25 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
     let image = payload(data, u64_at(e, 48), u64_at(e, 56))
         .ok_or(BundleError::PayloadOutOfBounds { vm })?;
     let load_offset = u64_at(e, 64);
-    let image_end = load_offset.checked_add(image.len() as u64);
-    if image_end.is_none_or(|end| end > ram_size) {
-        return Err(BundleError::ImageDoesNotFitRam { vm });
-    }
     let entry_offset = u64_at(e, 72);
     let flags = u32_at(e, 96);
     let is_linux = flags & VmFlags::LINUX != 0;
-    if !is_linux && (entry_offset < load_offset || entry_offset >= load_offset + image.len() as u64)
+    let is_elf = flags & VmFlags::ELF != 0;
+    if is_linux && is_elf {
+        return Err(BundleError::LinuxAndElf { vm });
+    }
+    if is_elf && (load_offset != 0 || entry_offset != 0) {
+        return Err(BundleError::ElfWithOffsets { vm });
+    }
+    // An ELF file is not copied whole (its segments are, checked by the hypervisor's layout),
+    // and may be larger than RAM (symbols, debug information).
+    let image_end = load_offset.checked_add(image.len() as u64);
+    if !is_elf && image_end.is_none_or(|end| end > ram_size) {
+        return Err(BundleError::ImageDoesNotFitRam { vm });
+    }
+    if !is_linux
+        && !is_elf
+        && (entry_offset < load_offset || entry_offset >= load_offset + image.len() as u64)
     {
         return Err(BundleError::EntryOutsideImage { vm });
     }

@@ -119,8 +119,8 @@ fn refuses_bad_entries() {
             BundleError::BadVcpuCount { vm: 0, vcpus: 9 },
         ),
         (
-            |v| v.flags = VmFlags(8),
-            BundleError::UnknownFlags { vm: 0, flags: 8 },
+            |v| v.flags = VmFlags(16),
+            BundleError::UnknownFlags { vm: 0, flags: 16 },
         ),
         (
             |v| v.start_after = Some(0),
@@ -169,6 +169,59 @@ fn carries_an_initrd_and_the_linux_flag() {
         build(vec![v]).unwrap_err(),
         BundleError::LinuxWithOffsets { vm: 0 }
     );
+}
+
+#[test]
+fn carries_the_elf_flag() {
+    let mut v = vm("rtos");
+    v.flags = VmFlags(VmFlags::ELF | VmFlags::PLATFORM);
+    // An ELF file may be larger than RAM: its segments are what is loaded (checked by the
+    // hypervisor's layout, not here).
+    v.image = vec![0x7f; (16 << 20) + 1];
+    let data = build(vec![v.clone()]).unwrap();
+    let b = Bundle::parse(&data).unwrap();
+    let spec = &b.vms()[0];
+    assert!(spec.flags.elf() && !spec.flags.linux() && spec.flags.platform());
+    assert_eq!(spec.flags.format(), ImageFormat::Elf);
+    assert_eq!(spec.image.len(), (16 << 20) + 1);
+    for (load, entry) in [(0x1000, 0), (0, 4)] {
+        let mut bad = v.clone();
+        (bad.load_offset, bad.entry_offset) = (load, entry);
+        assert_eq!(
+            build(vec![bad]).unwrap_err(),
+            BundleError::ElfWithOffsets { vm: 0 }
+        );
+    }
+    let mut both = v.clone();
+    both.flags = VmFlags(VmFlags::ELF | VmFlags::LINUX);
+    assert_eq!(
+        build(vec![both]).unwrap_err(),
+        BundleError::LinuxAndElf { vm: 0 }
+    );
+}
+
+#[test]
+fn formats() {
+    assert_eq!(VmFlags(0).format(), ImageFormat::Raw);
+    assert_eq!(VmFlags(VmFlags::PMU).format(), ImageFormat::Raw);
+    assert_eq!(VmFlags(VmFlags::LINUX).format(), ImageFormat::Linux);
+    assert_eq!(VmFlags(VmFlags::ELF).format(), ImageFormat::Elf);
+    for f in ImageFormat::ALL {
+        assert_eq!(ImageFormat::from_name(f.name()), Some(f));
+        assert_eq!(VmFlags(f.flag()).format(), f);
+        assert_eq!(f.to_string(), f.name());
+    }
+    assert_eq!(ImageFormat::from_name("ELF"), None);
+    assert_eq!(ImageFormat::from_name("bin"), None);
+    let messages = [
+        BundleError::ElfWithOffsets { vm: 2 }.to_string(),
+        BundleError::LinuxAndElf { vm: 2 }.to_string(),
+    ];
+    assert_eq!(
+        messages[0],
+        "VM 2: an ELF image is placed by its program headers: offsets must be 0"
+    );
+    assert!(messages[1].contains("LINUX and ELF"));
 }
 
 #[test]

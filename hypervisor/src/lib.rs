@@ -8,6 +8,7 @@ pub mod console;
 pub mod devices;
 pub mod dt;
 pub mod memory;
+pub mod quota;
 pub mod sched;
 pub mod vgic;
 pub mod vm;

@@ -31,11 +31,16 @@ commands:
   build                      build the hypervisor and guests, write target/images/hypervisor.bin
   run [options]              build, then boot VMs in QEMU and show their consoles; by default two
                              Debian Linux VMs, alpha and beta (docs/linux-guests.md)
-      --vm SPEC              a Linux VM instead of the default demo (repeatable):
-                             kernel=PATH[,initrd=PATH|none][,ram=SIZE][,vcpus=N][,name=NAME]
-                             [,cmdline=STRING]   (cmdline last: it takes the rest, commas too)
-                             defaults: the harness initramfs, ram=256M, vcpus=1, name=vm<N>,
-                             cmdline=console=ttyAMA0; SIZE: bytes or 256M, 1G
+      --vm SPEC              a VM instead of the default demo (repeatable):
+                             kernel=PATH[,format=linux|elf|raw][,initrd=PATH|none][,ram=SIZE]
+                             [,base=ADDR][,load=ADDR][,vcpus=N][,name=NAME][,cmdline=STRING]
+                             (cmdline last: it takes the rest, commas too)
+                             format: detected from the image (ELF, arm64 Image) unless given;
+                             a raw binary needs format=raw (docs/guest-images.md)
+                             defaults: initrd: the harness initramfs for Linux, none otherwise;
+                             ram=256M, base=0x40000000 (the RAM's IPA), load=base+64K (raw
+                             only), vcpus=1, name=vm<N>, cmdline=console=ttyAMA0;
+                             SIZE: bytes or 256M, 1G; ADDR: 0x4000_0000 or decimal
       --demo linux|guests    the default demo: two Linux VMs (linux), or the test-guest demo
                              (guests: alpha and beta running the `demo` program)
       --timeout SECS         stop after SECS seconds (default: none)
@@ -79,7 +84,7 @@ pub struct RunOpts {
     pub smp: u32,
     pub gic: u32,
     pub icount: bool,
-    /// `--vm`: Linux VMs replacing the demo.
+    /// `--vm`: VMs (any image format) replacing the demo.
     pub vms: Vec<VmArg>,
     pub demo: Demo,
 }
@@ -379,7 +384,7 @@ mod tests {
         assert_eq!(err("run --vm"), "--vm needs a value");
         assert_eq!(
             err("run --vm kernel=k,colour=blue"),
-            "--vm: unknown key `colour` (keys: kernel, initrd, ram, vcpus, cmdline, name)"
+            "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, cmdline, name)"
         );
         assert_eq!(
             err("run --vm ram=1G"),

@@ -15,6 +15,7 @@ use std::process::{Command, ExitCode};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
+use harness_runner::formats::{self, GuestVm, ImageFormat};
 use harness_runner::linux::{self, LinuxVm, DEFAULT_CMDLINE, DEFAULT_RAM};
 use harness_runner::qemu::{
     self, ConsoleEvent, Qemu, QemuConfig, SpawnOptions, DEFAULT_MEMORY_MIB,
@@ -26,7 +27,6 @@ use harness_runner::{
 
 use args::{Command as Cmd, Demo, RunOpts, TestOpts, Usage};
 use build::{rel, Workspace};
-use vmarg::InitrdArg;
 
 /// A command failed (exit status 1); the message says why.
 #[derive(Debug)]
@@ -102,7 +102,8 @@ impl From<Failure> for Stop {
 enum RunVms {
     /// Test-guest programs (`--demo guests`).
     Guests(Vec<SuiteVm>),
-    Linux(Vec<LinuxVm>),
+    /// The Linux demo, or the `--vm` images.
+    Images(Vec<GuestVm>),
 }
 
 /// The VMs of `cargo xtask run`, every file read and checked. Mistakes in `--vm` files are
@@ -131,13 +132,17 @@ fn run_vms(ws: &Workspace, opts: &RunOpts) -> Result<RunVms, Stop> {
         for vm in &vms {
             linux::plan_vm(vm).map_err(Failure)?;
         }
-        return Ok(RunVms::Linux(vms));
+        return Ok(RunVms::Images(vms.iter().map(GuestVm::from).collect()));
     }
     let mut loaded = Vec::new();
     for vm in &opts.vms {
         loaded.push((vmarg::load_kernel(vm)?, vmarg::load_initrd(vm)?));
     }
-    let default_initrd = if opts.vms.iter().any(|v| v.initrd == InitrdArg::Default) {
+    // The harness initramfs is the default initrd of Linux images only.
+    let wants_default = |(image, initrd): &(vmarg::Image, Option<Vec<u8>>)| {
+        image.format == ImageFormat::Linux && initrd.is_none()
+    };
+    let default_initrd = if loaded.iter().any(wants_default) {
         build::ensure_prerequisites()?;
         let images = images::prepare_linux_images(ws)?;
         Some(
@@ -148,12 +153,16 @@ fn run_vms(ws: &Workspace, opts: &RunOpts) -> Result<RunVms, Stop> {
         None
     };
     let mut vms = Vec::new();
-    for (vm, (kernel, initrd)) in opts.vms.iter().zip(loaded) {
-        let initrd = initrd.unwrap_or_else(|| default_initrd.clone().unwrap_or_default());
-        vms.push(vmarg::finish_vm(vm, kernel, initrd)?);
+    for (vm, (image, initrd)) in opts.vms.iter().zip(loaded) {
+        let initrd = match (initrd, image.format) {
+            (Some(initrd), _) => initrd,
+            (None, ImageFormat::Linux) => default_initrd.clone().unwrap_or_default(),
+            (None, _) => Vec::new(),
+        };
+        vms.push(vmarg::finish_vm(vm, image, initrd)?);
     }
-    linux::machine_ram_for(&vms).map_err(|e| Usage(format!("--vm: {e}")))?;
-    Ok(RunVms::Linux(vms))
+    formats::machine_ram_for(&vms).map_err(|e| Usage(format!("--vm: {e}")))?;
+    Ok(RunVms::Images(vms))
 }
 
 fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
@@ -165,10 +174,10 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
             vms.iter().map(|v| v.name.clone()).collect::<Vec<_>>(),
             DEFAULT_MEMORY_MIB,
         ),
-        RunVms::Linux(vms) => (
-            linux::build_linux_bundle(vms).map_err(Failure)?,
+        RunVms::Images(vms) => (
+            formats::build_bundle(vms).map_err(Failure)?,
             vms.iter().map(|v| v.name.clone()).collect(),
-            linux::machine_ram_for(vms).map_err(Failure)? >> 20,
+            formats::machine_ram_for(vms).map_err(Failure)? >> 20,
         ),
     };
     let bundle_path = ws.out.join("images").join("run-bundle.bin");

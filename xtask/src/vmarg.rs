@@ -1,17 +1,22 @@
-//! `--vm kernel=PATH[,initrd=PATH][,ram=SIZE][,vcpus=N][,cmdline=STRING][,name=NAME]`: parsing
-//! (here, pure) and loading the files it names ([`load_kernel`], [`load_initrd`]). Every
-//! mistake is a [`Usage`] error: exit status 2, before anything is built or started.
+//! `--vm kernel=PATH[,format=linux|elf|raw][,initrd=PATH][,ram=SIZE][,base=ADDR][,load=ADDR]
+//! [,vcpus=N][,name=NAME][,cmdline=STRING]`: parsing (here, pure) and loading the files it names
+//! ([`load_kernel`], [`load_initrd`]). Every mistake is a [`Usage`] error: exit status 2, before
+//! anything is built or started. Formats and placement: docs/guest-images.md.
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use harness_runner::layout::{self, LayoutError};
-use harness_runner::linux::{self, LinuxVm, DEFAULT_CMDLINE, DEFAULT_RAM};
+use harness_runner::formats::{
+    self, GuestVm, ImageFormat, DEFAULT_RAM_BASE, FORMAT_NAMES, IPA_LIMIT, PLATFORM_DEVICES,
+    RAW_LOAD_OFFSET,
+};
+use harness_runner::layout::{LayoutError, LINUX_BASE_ALIGN};
+use harness_runner::linux::{self, DEFAULT_CMDLINE, DEFAULT_RAM};
 
 use crate::args::Usage;
 
-pub const KEYS: &str = "kernel, initrd, ram, vcpus, cmdline, name";
+pub const KEYS: &str = "kernel, format, initrd, ram, base, load, vcpus, cmdline, name";
 pub const MAX_VCPUS: u32 = 8;
 /// arm64 Linux's `COMMAND_LINE_SIZE` is 2048, terminating NUL included.
 pub const MAX_CMDLINE: usize = 2047;
@@ -21,7 +26,8 @@ const MAX_KERNEL: u64 = 512 << 20;
 /// Which initrd a VM gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InitrdArg {
-    /// The harness initramfs (`target/images/initramfs.cpio.gz`), built by xtask.
+    /// Linux images: the harness initramfs (`target/images/initramfs.cpio.gz`), built by
+    /// xtask; other formats: none.
     Default,
     /// `initrd=none`.
     None,
@@ -32,9 +38,16 @@ pub enum InitrdArg {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmArg {
     pub name: String,
+    /// The image, of any format.
     pub kernel: PathBuf,
+    /// `None`: detected from the image.
+    pub format: Option<ImageFormat>,
     pub initrd: InitrdArg,
     pub ram: u64,
+    /// The RAM's IPA.
+    pub base: u64,
+    /// `load=`: where a raw image goes (an IPA).
+    pub load: Option<u64>,
     pub vcpus: u32,
     pub cmdline: String,
 }
@@ -89,10 +102,30 @@ pub fn parse_size(key: &str, v: &str) -> Result<u64, Usage> {
     Ok(bytes)
 }
 
+/// `0x4000_0000`, `0x40000000`, `1073741824`: an address.
+pub fn parse_addr(key: &str, v: &str) -> Result<u64, Usage> {
+    let bad = || {
+        usage(format!(
+            "--vm: {key}={v}: not an address (0x4010_0000, or decimal)"
+        ))
+    };
+    let (digits, radix) = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => (hex.replace('_', ""), 16),
+        None => (v.to_string(), 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(bad());
+    }
+    u64::from_str_radix(&digits, radix).map_err(|_| bad())
+}
+
 /// Parses one `--vm` value; `index` (from 1) names it `vm<index>` unless `name=` is given.
 /// `cmdline=` must come last: the rest of the value, commas included, is the command line.
 pub fn parse_vm(spec: &str, index: usize) -> Result<VmArg, Usage> {
     let mut kernel = None;
+    let mut format = None;
+    let mut base = None;
+    let mut load = None;
     let mut initrd = None;
     let mut ram = None;
     let mut vcpus = None;
@@ -124,6 +157,24 @@ pub fn parse_vm(spec: &str, index: usize) -> Result<VmArg, Usage> {
                 })
                 .is_some(),
             "ram" => ram.replace(parse_size(key, value)?).is_some(),
+            "format" => {
+                let f = ImageFormat::from_name(value).ok_or_else(|| {
+                    usage(format!(
+                        "--vm: format={value}: unknown format (formats: {FORMAT_NAMES})"
+                    ))
+                })?;
+                format.replace(f).is_some()
+            }
+            "base" => {
+                let b = parse_addr(key, value)?;
+                if !b.is_multiple_of(4096) {
+                    return Err(usage(format!(
+                        "--vm: base={value}: not a multiple of 4 KiB"
+                    )));
+                }
+                base.replace(b).is_some()
+            }
+            "load" => load.replace(parse_addr(key, value)?).is_some(),
             "vcpus" => {
                 let n = value
                     .parse::<u32>()
@@ -158,14 +209,42 @@ pub fn parse_vm(spec: &str, index: usize) -> Result<VmArg, Usage> {
         }
     }
     let kernel = kernel.ok_or_else(|| usage(format!("--vm `{spec}`: `kernel=PATH` is missing")))?;
+    let ram = ram.unwrap_or(DEFAULT_RAM);
+    let base_given = base.is_some();
+    let base = base.unwrap_or(DEFAULT_RAM_BASE);
+    if base_given {
+        check_ram_range(base, ram)?;
+    }
     Ok(VmArg {
         name: name.unwrap_or_else(|| format!("vm{index}")),
         kernel,
+        format,
         initrd: initrd.unwrap_or(InitrdArg::Default),
-        ram: ram.unwrap_or(DEFAULT_RAM),
+        ram,
+        base,
+        load,
         vcpus: vcpus.unwrap_or(1),
         cmdline: cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
     })
+}
+
+/// RAM at `base`: inside the 39-bit IPA space, and clear of the emulated devices.
+fn check_ram_range(base: u64, ram: u64) -> Result<(), Usage> {
+    let end = base.saturating_add(ram);
+    let range = format!("the VM's RAM ({base:#x}..{end:#x})");
+    if end > IPA_LIMIT {
+        return Err(usage(format!(
+            "--vm: base={base:#x}: {range} would end past the 39-bit IPA space ({IPA_LIMIT:#x})"
+        )));
+    }
+    let (dev_start, dev_end) = PLATFORM_DEVICES;
+    if base < dev_end && dev_start < end {
+        return Err(usage(format!(
+            "--vm: base={base:#x}: {range} would overlap the emulated devices at \
+             {dev_start:#x}..{dev_end:#x}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the `--vm`s together: unique names, and RAM that fits the largest QEMU machine.
@@ -210,10 +289,22 @@ pub fn gunzip_if_gzip(data: Vec<u8>) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Reads `vm`'s kernel (decompressing it if it is gzip), checks its header and that it fits in
-/// the VM's RAM.
-pub fn load_kernel(vm: &VmArg) -> Result<Vec<u8>, Usage> {
+/// A `--vm` image, read and placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub format: ImageFormat,
+    pub bytes: Vec<u8>,
+    /// Raw images: where the image goes, from the RAM base; 0 otherwise.
+    pub load_offset: u64,
+}
+
+/// Reads `vm`'s image, finds its format (`format=`, else detected: ELF magic, arm64 `Image`
+/// magic; a gzip file is decompressed first unless it is `elf` or `raw`), and checks it as the
+/// hypervisor will: header, placement, fit in the VM's RAM.
+pub fn load_kernel(vm: &VmArg) -> Result<Image, Usage> {
     let path = &vm.kernel;
+    let fail =
+        |e: &dyn std::fmt::Display| usage(format!("VM `{}`: {e} ({})", vm.name, path.display()));
     let data = read_file(path, MAX_KERNEL).map_err(|e| {
         usage(format!(
             "VM `{}`: cannot read kernel {}: {e}",
@@ -221,11 +312,46 @@ pub fn load_kernel(vm: &VmArg) -> Result<Vec<u8>, Usage> {
             path.display()
         ))
     })?;
-    let data = gunzip_if_gzip(data)
-        .map_err(|e| usage(format!("VM `{}`: kernel {}: {e}", vm.name, path.display())))?;
-    let bad = |e: LayoutError| usage(format!("VM `{}`: {e} ({})", vm.name, path.display()));
-    layout::plan(vm.ram, &data, true, 0, 0, 0).map_err(bad)?;
-    Ok(data)
+    let data = match vm.format {
+        None | Some(ImageFormat::Linux) => gunzip_if_gzip(data)
+            .map_err(|e| usage(format!("VM `{}`: kernel {}: {e}", vm.name, path.display())))?,
+        Some(_) => data,
+    };
+    let format = match vm.format {
+        Some(f) => f,
+        None => formats::detect(&data).ok_or_else(|| fail(&formats::UNDETECTED))?,
+    };
+    if format == ImageFormat::Linux && !vm.base.is_multiple_of(LINUX_BASE_ALIGN) {
+        return Err(usage(format!(
+            "VM `{}`: base={:#x}: a Linux VM's RAM base must be 2 MiB aligned",
+            vm.name, vm.base
+        )));
+    }
+    let load_offset = match (format, vm.load) {
+        (ImageFormat::Raw, load) => {
+            let load = load.unwrap_or(vm.base + RAW_LOAD_OFFSET);
+            load.checked_sub(vm.base).ok_or_else(|| {
+                usage(format!(
+                    "VM `{}`: load={load:#x} lies below the VM's RAM at {:#x}",
+                    vm.name, vm.base
+                ))
+            })?
+        }
+        (_, None) => 0,
+        (f, Some(_)) => {
+            return Err(usage(format!(
+                "VM `{}`: load= is only for format=raw (a {f} image says where it goes)",
+                vm.name
+            )))
+        }
+    };
+    formats::plan(format, vm.base, vm.ram, &data, load_offset, 0)
+        .map_err(|e: LayoutError| fail(&e))?;
+    Ok(Image {
+        format,
+        bytes: data,
+        load_offset,
+    })
 }
 
 /// Reads `vm`'s initrd, if it names a file.
@@ -244,16 +370,19 @@ pub fn load_initrd(vm: &VmArg) -> Result<Option<Vec<u8>>, Usage> {
 }
 
 /// The VM to put in the bundle, its placement checked (the initrd must fit too).
-pub fn finish_vm(vm: &VmArg, kernel: Vec<u8>, initrd: Vec<u8>) -> Result<LinuxVm, Usage> {
-    let out = LinuxVm {
+pub fn finish_vm(vm: &VmArg, image: Image, initrd: Vec<u8>) -> Result<GuestVm, Usage> {
+    let out = GuestVm {
         name: vm.name.clone(),
-        kernel,
+        format: image.format,
+        image: image.bytes,
         initrd,
         ram: vm.ram,
+        ram_base: vm.base,
+        load_offset: image.load_offset,
         vcpus: vm.vcpus,
         cmdline: vm.cmdline.clone(),
     };
-    linux::plan_vm(&out).map_err(Usage)?;
+    out.plan().map_err(Usage)?;
     Ok(out)
 }
 
@@ -272,23 +401,30 @@ mod tests {
             VmArg {
                 name: "vm3".into(),
                 kernel: "/k".into(),
+                format: None,
                 initrd: InitrdArg::Default,
                 ram: 256 << 20,
+                base: 0x4000_0000,
+                load: None,
                 vcpus: 1,
                 cmdline: "console=ttyAMA0".into(),
             }
         );
         assert_eq!(
             parse_vm(
-                "name=web_1,ram=1G,vcpus=8,initrd=/i.gz,kernel=/k,cmdline=console=ttyAMA0 earlycon=pl011,0x9000000 x=a,b",
+                "name=web_1,ram=1G,vcpus=8,initrd=/i.gz,kernel=/k,format=raw,base=0x8000_0000,\
+                 load=0x80010000,cmdline=console=ttyAMA0 earlycon=pl011,0x9000000 x=a,b",
                 1
             )
             .unwrap(),
             VmArg {
                 name: "web_1".into(),
                 kernel: "/k".into(),
+                format: Some(ImageFormat::Raw),
                 initrd: InitrdArg::Path("/i.gz".into()),
                 ram: 1 << 30,
+                base: 0x8000_0000,
+                load: Some(0x8001_0000),
                 vcpus: 8,
                 cmdline: "console=ttyAMA0 earlycon=pl011,0x9000000 x=a,b".into(),
             }
@@ -350,7 +486,8 @@ mod tests {
     fn every_parse_error() {
         assert_eq!(
             err("kernel=k,colour=blue"),
-            "--vm: unknown key `colour` (keys: kernel, initrd, ram, vcpus, cmdline, name)"
+            "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, \
+             cmdline, name)"
         );
         assert_eq!(err("ram=256M"), "--vm `ram=256M`: `kernel=PATH` is missing");
         assert_eq!(
@@ -384,6 +521,49 @@ mod tests {
             assert_eq!(err(&format!("kernel=k,name={bad}")), name_err(bad));
         }
         assert!(parse_vm(&format!("kernel=k,name={}", "x".repeat(31)), 1).is_ok());
+        assert_eq!(
+            err("kernel=k,format=Image"),
+            "--vm: format=Image: unknown format (formats: linux, elf, raw)"
+        );
+        assert_eq!(
+            err("kernel=k,format=elf,format=raw"),
+            "--vm: `format` given twice"
+        );
+        for f in ["linux", "elf", "raw"] {
+            assert_eq!(
+                parse_vm(&format!("kernel=k,format={f}"), 1).unwrap().format,
+                ImageFormat::from_name(f)
+            );
+        }
+        assert_eq!(
+            err("kernel=k,base=0x1000,base=0x2000"),
+            "--vm: `base` given twice"
+        );
+        assert_eq!(
+            err("kernel=k,base=0x40000800"),
+            "--vm: base=0x40000800: not a multiple of 4 KiB"
+        );
+        assert_eq!(
+            err("kernel=k,base=0x7fffff0000"),
+            "--vm: base=0x7fffff0000: the VM's RAM (0x7fffff0000..0x800fff0000) would end past \
+             the 39-bit IPA space (0x8000000000)"
+        );
+        assert_eq!(
+            err("kernel=k,base=0,ram=256M"),
+            "--vm: base=0x0: the VM's RAM (0x0..0x10000000) would overlap the emulated devices \
+             at 0x8000000..0xa000000"
+        );
+        assert!(parse_vm("kernel=k,base=0,ram=128M", 1).is_ok());
+        assert!(parse_vm("kernel=k,base=0xa000000", 1).is_ok());
+        for bad in ["zz", "0x", "0xg", "-1", "1e3", "0x1_0000_0000_0000_0000"] {
+            assert_eq!(
+                err(&format!("kernel=k,load={bad}")),
+                format!("--vm: load={bad}: not an address (0x4010_0000, or decimal)")
+            );
+        }
+        assert_eq!(parse_addr("load", "0x4001_0000"), Ok(0x4001_0000));
+        assert_eq!(parse_addr("load", "0X10"), Ok(16));
+        assert_eq!(parse_addr("load", "4096"), Ok(4096));
         assert_eq!(
             err(&format!("kernel=k,cmdline={}", "x".repeat(2048))),
             "--vm: cmdline is 2048 bytes, Linux takes at most 2047"
@@ -448,14 +628,12 @@ mod tests {
 
         let vm = |s: &str| parse_vm(s, 1).unwrap();
         let kerr = |s: &str| load_kernel(&vm(s)).unwrap_err().0;
+        let good = load_kernel(&vm(&format!("kernel={}", p("good")))).unwrap();
+        assert_eq!((good.format, good.bytes.len()), (ImageFormat::Linux, 8192));
         assert_eq!(
-            load_kernel(&vm(&format!("kernel={}", p("good"))))
+            load_kernel(&vm(&format!("kernel={}", p("good.gz"))))
                 .unwrap()
-                .len(),
-            8192
-        );
-        assert_eq!(
-            load_kernel(&vm(&format!("kernel={}", p("good.gz")))).unwrap(),
+                .bytes,
             image(32 << 20, 0xa)
         );
         assert!(
@@ -472,13 +650,19 @@ mod tests {
             )
         );
         assert_eq!(
-            kerr(&format!("kernel={},name=x", p("corrupt"))),
+            kerr(&format!("kernel={},name=x,format=linux", p("corrupt"))),
             format!(
                 "VM `x`: not an arm64 Linux Image: bad magic (no \"ARM\\x64\" at offset 0x38) ({})",
                 p("corrupt")
             )
         );
-        assert!(kerr(&format!("kernel={}", p("short")))
+        // Without format=, neither magic: refused, naming format=raw.
+        assert_eq!(
+            kerr(&format!("kernel={},name=x", p("corrupt"))),
+            format!("VM `x`: {} ({})", formats::UNDETECTED, p("corrupt"))
+        );
+        assert!(kerr(&format!("kernel={}", p("short"))).contains("format=raw"));
+        assert!(kerr(&format!("kernel={},format=linux", p("short")))
             .contains("3 bytes, shorter than the 64-byte header"));
         assert!(kerr(&format!("kernel={}", p("be"))).contains("big-endian arm64 kernel"));
         assert!(kerr(&format!("kernel={}", p("16k"))).contains("kernel built for 16 KiB pages"));
@@ -512,6 +696,7 @@ mod tests {
         // The initrd must fit after the kernel: 32 MiB + 3 MiB + the device tree in 34 MiB.
         let small = vm(&format!("kernel={},ram=34M", p("good")));
         let kernel = load_kernel(&small).unwrap();
+        assert_eq!(kernel.load_offset, 0);
         assert_eq!(
             finish_vm(&small, kernel.clone(), vec![1; 3 << 20])
                 .unwrap_err()
@@ -520,6 +705,86 @@ mod tests {
         );
         let ok = finish_vm(&small, kernel, vec![1; 1 << 20]).unwrap();
         assert_eq!((ok.ram, ok.initrd.len()), (34 << 20, 1 << 20));
+        assert_eq!((ok.format, ok.ram_base), (ImageFormat::Linux, 0x4000_0000));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn elf_and_raw_images() {
+        let d = scratch("formats");
+        let p = |n: &str| d.join(n).display().to_string();
+        const RX: u32 = 5;
+        let spin: &[u8] = &[0, 0, 0, 0x14];
+        let elf = |addr: u64| formats::elf_file(&[(addr, spin, 0x2000, RX)], addr);
+        fs::write(d.join("rtos.elf"), elf(0x4008_0000)).unwrap();
+        fs::write(d.join("high.elf"), elf(0x8000_0000)).unwrap();
+        fs::write(d.join("blob.bin"), [0x14u8; 100]).unwrap();
+        let vm = |s: &str| parse_vm(s, 1).unwrap();
+        let kerr = |s: &str| load_kernel(&vm(s)).unwrap_err().0;
+
+        // ELF: detected, or named; RAM at 0x4000_0000 unless base= says otherwise.
+        for spec in [
+            format!("kernel={}", p("rtos.elf")),
+            format!("kernel={},format=elf", p("rtos.elf")),
+        ] {
+            let v = vm(&spec);
+            let img = load_kernel(&v).unwrap();
+            assert_eq!((img.format, img.load_offset), (ImageFormat::Elf, 0));
+            // The default initrd of a non-Linux image is none (main.rs), and it runs as is.
+            let g = finish_vm(&v, img, vec![]).unwrap();
+            assert_eq!((g.ram_base, g.format), (0x4000_0000, ImageFormat::Elf));
+            assert_eq!(g.plan().unwrap().entry_offset, 0x8_0000);
+        }
+        assert!(
+            kerr(&format!("kernel={},ram=16M", p("high.elf"))).starts_with(
+                "VM `vm1`: ELF segment 0 (IPA 0x80000000..0x80002000) lies outside the VM's RAM \
+                 (0x40000000..0x41000000"
+            )
+        );
+        let high = vm(&format!("kernel={},base=0x80000000,ram=16M", p("high.elf")));
+        assert_eq!(load_kernel(&high).unwrap().format, ImageFormat::Elf);
+        assert_eq!(
+            kerr(&format!("kernel={},load=0x40080000", p("rtos.elf"))),
+            "VM `vm1`: load= is only for format=raw (a elf image says where it goes)"
+        );
+
+        // Raw: only when named; 64 KiB above the RAM base unless load= says otherwise.
+        assert!(kerr(&format!("kernel={}", p("blob.bin"))).contains("format=raw"));
+        let v = vm(&format!("kernel={},format=raw", p("blob.bin")));
+        let img = load_kernel(&v).unwrap();
+        assert_eq!((img.format, img.load_offset), (ImageFormat::Raw, 0x1_0000));
+        let g = finish_vm(&v, img, vec![9; 10]).unwrap();
+        let l = g.plan().unwrap();
+        assert_eq!((l.image_offset, l.entry_offset), (0x1_0000, 0x1_0000));
+        let v = vm(&format!(
+            "kernel={},format=raw,load=0x40200000",
+            p("blob.bin")
+        ));
+        assert_eq!(load_kernel(&v).unwrap().load_offset, 0x20_0000);
+        assert_eq!(
+            kerr(&format!(
+                "kernel={},format=raw,load=0x3fff0000",
+                p("blob.bin")
+            )),
+            "VM `vm1`: load=0x3fff0000 lies below the VM's RAM at 0x40000000"
+        );
+        assert!(kerr(&format!(
+            "kernel={},format=raw,load=0x50000000",
+            p("blob.bin")
+        ))
+        .starts_with("VM `vm1`: image needs 256.0 MiB"));
+        // A raw image is never decompressed, whatever its first bytes.
+        fs::write(d.join("gz.bin"), [0x1f, 0x8b, 0, 0]).unwrap();
+        let v = vm(&format!("kernel={},format=raw", p("gz.bin")));
+        assert_eq!(load_kernel(&v).unwrap().bytes, [0x1f, 0x8b, 0, 0]);
+        // A Linux VM's base must be 2 MiB aligned.
+        fs::write(d.join("Image"), image(1 << 20, 0xa)).unwrap();
+        assert_eq!(
+            kerr(&format!("kernel={},base=0x40010000", p("Image"))),
+            "VM `vm1`: base=0x40010000: a Linux VM's RAM base must be 2 MiB aligned"
+        );
+        let v = vm(&format!("kernel={},base=0x80000000", p("Image")));
+        assert!(load_kernel(&v).is_ok());
         let _ = fs::remove_dir_all(&d);
     }
 }

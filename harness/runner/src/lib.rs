@@ -3,6 +3,7 @@
 //! `docs/harness.md`.
 
 pub mod elf;
+pub mod formats;
 pub mod framing;
 pub mod junit;
 /// The hypervisor's placement of a VM's image, initrd and device tree (shared source file).
@@ -45,11 +46,12 @@ pub fn pending_reason(name: &str) -> Option<&'static str> {
 }
 
 /// Every suite name `--suite` accepts: the test-guest suites (bench included), then the Linux
-/// suites.
+/// suites, then the image-format suites.
 pub fn all_suite_names() -> Vec<&'static str> {
     ALL_SUITES
         .iter()
         .chain(linux::LINUX_SUITES)
+        .chain(formats::FORMAT_SUITES)
         .copied()
         .collect()
 }
@@ -59,13 +61,14 @@ pub fn test_suite_names() -> Vec<&'static str> {
     TEST_SUITES
         .iter()
         .chain(linux::LINUX_SUITES)
+        .chain(formats::FORMAT_SUITES)
         .copied()
         .collect()
 }
 
 /// Whether suite `name` boots Linux guests (and so needs [`Artifacts::linux`]).
 pub fn needs_linux_images(name: &str) -> bool {
-    linux::linux_suite_by_name(name).is_some()
+    linux::linux_suite_by_name(name).is_some_and(|s| formats::boots_linux(&s))
 }
 
 /// The built images the harness boots.
@@ -116,6 +119,9 @@ impl Symbols for Artifacts {
 impl GuestImages for Artifacts {
     fn guest_image(&self, program: &str) -> Result<FlatImage, String> {
         elf::flatten(&self.guest_bytes(program)?).map_err(|e| format!("guest `{program}`: {e}"))
+    }
+    fn guest_elf(&self, program: &str) -> Result<Vec<u8>, String> {
+        self.guest_bytes(program)
     }
 }
 
@@ -305,13 +311,10 @@ pub fn run_linux_suite(suite: &LinuxSuite, artifacts: &Artifacts, out_dir: &Path
     let name = &suite.name;
     let log = out_dir.join(format!("{name}.log"));
     let setup = || -> Result<(PathBuf, u64, LinuxMonitor), String> {
-        let images = artifacts.linux.as_ref().ok_or(
-            "the Linux guest images were not prepared (cargo xtask prepares them for Linux suites)",
-        )?;
         let monitor = LinuxMonitor::new(suite)?;
-        let vms = linux::load_suite_vms(suite, images)?;
-        let memory = linux::machine_ram_for(&vms)?;
-        let bundle = linux::build_linux_bundle(&vms)?;
+        let vms = formats::load_suite_vms(suite, artifacts)?;
+        let memory = formats::machine_ram_for(&vms)?;
+        let bundle = formats::suite_bundle(suite, &vms)?;
         fs::create_dir_all(out_dir)
             .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
         let path = out_dir.join(format!("{name}.bundle.bin"));

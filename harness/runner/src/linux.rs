@@ -14,6 +14,7 @@ use std::time::Duration;
 use bootbundle::{BundleBuilder, OwnedVmSpec, VmFlags};
 use regex::Regex;
 
+use crate::formats::SuiteImage;
 use crate::framing::{parse_line, ConsoleLine};
 use crate::layout::{self, GuestLayout};
 use crate::monitor::CaseResult;
@@ -185,6 +186,9 @@ pub struct LinuxSuiteVm {
     pub vcpus: u32,
     pub ram: u64,
     pub cmdline: String,
+    /// What it boots: Debian's kernel and the initramfs, or another image
+    /// ([`crate::formats`]).
+    pub image: SuiteImage,
 }
 
 impl LinuxSuiteVm {
@@ -199,6 +203,7 @@ impl LinuxSuiteVm {
             vcpus: 1,
             ram: DEFAULT_RAM,
             cmdline,
+            image: SuiteImage::Linux,
         }
     }
     pub fn vcpus(mut self, n: u32) -> Self {
@@ -558,30 +563,10 @@ pub fn linux_suite_by_name(name: &str) -> Option<LinuxSuite> {
             ];
             s
         }
-        _ => return None,
+        // The suites that boot other image formats too.
+        _ => return crate::formats::suite_by_name(name),
     };
     Some(s)
-}
-
-/// Loads a Linux suite's VMs from the images.
-pub fn load_suite_vms(suite: &LinuxSuite, images: &LinuxImages) -> Result<Vec<LinuxVm>, String> {
-    let read = |p: &PathBuf, what: &str| {
-        std::fs::read(p).map_err(|e| format!("cannot read the {what} {}: {e}", p.display()))
-    };
-    let kernel = read(&images.kernel, "Linux kernel")?;
-    let initrd = read(&images.initramfs, "initramfs")?;
-    Ok(suite
-        .vms
-        .iter()
-        .map(|v| LinuxVm {
-            name: v.name.clone(),
-            kernel: kernel.clone(),
-            initrd: initrd.clone(),
-            ram: v.ram,
-            vcpus: v.vcpus,
-            cmdline: v.cmdline.clone(),
-        })
-        .collect())
 }
 
 /// The `cargo xtask run --vm` mistakes [`BAD_VM_ARGS_SUITE`] makes, each with the text its
@@ -604,7 +589,8 @@ impl BadArgsFiles {
     }
 
     /// `(file name, contents)`: a corrupt kernel (no magic), a truncated one, a big-endian one,
-    /// a 64 KiB-page one, a valid header wanting 64 MiB, and a small valid one.
+    /// a 64 KiB-page one, a valid header wanting 64 MiB, a small valid one, and the ELF files of
+    /// [`crate::formats::bad_args_files`].
     pub fn contents() -> Vec<(&'static str, Vec<u8>)> {
         let header = |image_size: u64, flags: u64| {
             let mut b = vec![0u8; 4096];
@@ -624,6 +610,9 @@ impl BadArgsFiles {
             ("64MiB-Image", header(64 << 20, 0b1010)),
             ("small-Image", header(1 << 20, 0b1010)),
         ]
+        .into_iter()
+        .chain(crate::formats::bad_args_files())
+        .collect()
     }
 }
 
@@ -645,7 +634,7 @@ pub fn bad_vm_args_cases(files: &BadArgsFiles) -> Vec<BadArgsCase> {
         case(
             "unknown_key",
             &["--vm", &format!("{small},colour=blue")],
-            "--vm: unknown key `colour` (keys: kernel, initrd, ram, vcpus, cmdline, name)",
+            "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, cmdline, name)",
         ),
         case(
             "missing_kernel",
@@ -724,12 +713,15 @@ pub fn bad_vm_args_cases(files: &BadArgsFiles) -> Vec<BadArgsCase> {
         ),
         case(
             "corrupt_kernel",
-            &["--vm", &format!("kernel={},name=bad", f("corrupt-Image"))],
+            &[
+                "--vm",
+                &format!("kernel={},name=bad,format=linux", f("corrupt-Image")),
+            ],
             "VM `bad`: not an arm64 Linux Image: bad magic",
         ),
         case(
             "truncated_kernel",
-            &["--vm", &format!("kernel={}", f("truncated-Image"))],
+            &["--vm", &format!("kernel={},format=linux", f("truncated-Image"))],
             "VM `vm1`: not an arm64 Linux Image: 40 bytes, shorter than the 64-byte header",
         ),
         case(
@@ -761,6 +753,9 @@ pub fn bad_vm_args_cases(files: &BadArgsFiles) -> Vec<BadArgsCase> {
             "VM `vm1`: initrd of 4 KiB does not fit",
         ),
     ]
+    .into_iter()
+    .chain(crate::formats::bad_args_cases(&f))
+    .collect()
 }
 
 /// Judges one run of the CLI: exit status 2 and `expect` in its standard error, and no sign of

@@ -5,6 +5,7 @@ use std::time::Duration;
 use bootbundle::{BundleBuilder, OwnedVmSpec, VmFlags};
 
 use crate::elf::FlatImage;
+use crate::formats::{bootcheck_cmdline, ImageFormat};
 
 /// Test guests are linked at this IPA (`TEST_GUEST_IPA_BASE`, see `docs/architecture.md`).
 pub const TEST_GUEST_IPA_BASE: u64 = 0x8000_0000;
@@ -48,6 +49,9 @@ pub struct SuiteVm {
     pub platform: bool,
     /// This VM's passes only count if the named VM's `#HV vm-stopped` record came earlier.
     pub pass_requires_stopped: Option<String>,
+    /// How the program is given to the hypervisor: `Raw`, its flattened image with load and
+    /// entry offsets (the default), or `Elf`, its ELF file as it is (bundle flag `ELF`).
+    pub format: ImageFormat,
 }
 
 impl SuiteVm {
@@ -64,6 +68,7 @@ impl SuiteVm {
             pmu: false,
             platform: false,
             pass_requires_stopped: None,
+            format: ImageFormat::Raw,
         }
     }
     pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
@@ -88,6 +93,11 @@ impl SuiteVm {
     }
     pub fn pass_requires_stopped(mut self, vm: &str) -> Self {
         self.pass_requires_stopped = Some(vm.into());
+        self
+    }
+    /// Give the hypervisor the program's ELF file (format `elf`).
+    pub fn elf(mut self) -> Self {
+        self.format = ImageFormat::Elf;
         self
     }
 }
@@ -116,6 +126,8 @@ pub trait Symbols {
 pub trait GuestImages {
     /// The flattened image of guest program `program`.
     fn guest_image(&self, program: &str) -> Result<FlatImage, String>;
+    /// The ELF file of guest program `program`.
+    fn guest_elf(&self, program: &str) -> Result<Vec<u8>, String>;
 }
 
 /// The suites `cargo xtask test` runs, in order.
@@ -132,6 +144,8 @@ pub const TEST_SUITES: &[&str] = &[
     "isolation_write_hypervisor",
     "isolation_exec_other_vm",
     "vcpus_exceed_cpus",
+    "elf_guest",
+    "raw_guest",
 ];
 
 /// Every suite name, including those only `cargo xtask bench` runs.
@@ -148,6 +162,8 @@ pub const ALL_SUITES: &[&str] = &[
     "isolation_write_hypervisor",
     "isolation_exec_other_vm",
     "vcpus_exceed_cpus",
+    "elf_guest",
+    "raw_guest",
     "bench",
     "bench_virq",
     "bench_switch",
@@ -289,6 +305,15 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
         ),
         // The 2 vCPUs of `basics` share one physical CPU.
         "vcpus_exceed_cpus" => suite(name, 1, vec![SuiteVm::new("basics", "basics").vcpus(2)]),
+        // One program booted from its ELF file, and from its flattened raw image
+        // (docs/guest-images.md).
+        "elf_guest" | "raw_guest" => {
+            let vm = SuiteVm::new("bootcheck", "bootcheck")
+                .vcpus(2)
+                .cmdline(bootcheck_cmdline());
+            let vm = if name == "elf_guest" { vm.elf() } else { vm };
+            suite(name, 2, vec![vm])
+        }
         "bench" => {
             let mut s = suite("bench", 1, vec![SuiteVm::new("bench", "bench_hvc").pmu()]);
             s.icount = true;
@@ -353,6 +378,29 @@ pub fn cmdline_with_id(cmdline: &str, id: usize) -> String {
 pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>, String> {
     let mut builder = BundleBuilder::new();
     for (index, vm) in vms.iter().enumerate() {
+        let flags =
+            if vm.pmu { VmFlags::PMU } else { 0 } | if vm.platform { VmFlags::PLATFORM } else { 0 };
+        if vm.format == ImageFormat::Elf {
+            // The hypervisor loads the segments: check they fit as it will.
+            let elf = images.guest_elf(&vm.program)?;
+            crate::layout::plan_elf(TEST_GUEST_IPA_BASE, vm.ram_mib << 20, &elf, 0)
+                .map_err(|e| format!("guest `{}` as ELF: {e}", vm.program))?;
+            builder.add(OwnedVmSpec {
+                name: vm.name.clone(),
+                ram_size: vm.ram_mib << 20,
+                ipa_base: TEST_GUEST_IPA_BASE,
+                load_offset: 0,
+                entry_offset: 0,
+                image: elf,
+                cmdline: cmdline_with_id(&vm.cmdline, index + 1),
+                initrd: Vec::new(),
+                vcpus: vm.vcpus,
+                flags: VmFlags(flags | VmFlags::ELF),
+                start_after: vm.start_after,
+                fixed_pa: vm.fixed_pa,
+            });
+            continue;
+        }
         let image = images.guest_image(&vm.program)?;
         let offset = |addr: u64, what: &str| {
             addr.checked_sub(TEST_GUEST_IPA_BASE).ok_or_else(|| {
@@ -373,10 +421,7 @@ pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>
             cmdline: cmdline_with_id(&vm.cmdline, index + 1),
             initrd: Vec::new(),
             vcpus: vm.vcpus,
-            flags: VmFlags(
-                if vm.pmu { VmFlags::PMU } else { 0 }
-                    | if vm.platform { VmFlags::PLATFORM } else { 0 },
-            ),
+            flags: VmFlags(flags),
             start_after: vm.start_after,
             fixed_pa: vm.fixed_pa,
         });
@@ -422,6 +467,14 @@ mod tests {
                 }),
             }
         }
+        fn guest_elf(&self, program: &str) -> Result<Vec<u8>, String> {
+            let at = |addr| crate::formats::elf_file(&[(addr, &[0, 0, 0, 0x14], 0x100, 5)], addr);
+            match program {
+                "missing" => Err("guest program `missing` not built".into()),
+                "low" => Ok(at(0x4000_0000)),
+                _ => Ok(at(0x8000_1000)),
+            }
+        }
     }
 
     fn vm<'a>(s: &'a Suite, name: &str) -> &'a SuiteVm {
@@ -443,7 +496,13 @@ mod tests {
                     "{}",
                     spec.cmdline
                 );
-                assert_eq!((spec.load_offset, spec.entry_offset), (0x1000, 0x1008));
+                if vm.format == ImageFormat::Elf {
+                    assert_eq!((spec.load_offset, spec.entry_offset), (0, 0));
+                    assert!(spec.flags.elf());
+                } else {
+                    assert_eq!((spec.load_offset, spec.entry_offset), (0x1000, 0x1008));
+                    assert_eq!(spec.flags.format(), ImageFormat::Raw);
+                }
                 assert_eq!(spec.ipa_base, TEST_GUEST_IPA_BASE);
                 assert_eq!(spec.ram_size, 16 << 20);
                 assert_eq!(spec.flags.pmu(), vm.pmu);
@@ -523,11 +582,38 @@ mod tests {
     }
 
     #[test]
+    fn elf_and_raw_guests() {
+        for (name, format) in [
+            ("elf_guest", ImageFormat::Elf),
+            ("raw_guest", ImageFormat::Raw),
+        ] {
+            let s = suite_by_name(name, &Fake).unwrap();
+            assert_eq!((s.smp, s.vms.len()), (2, 1));
+            let vm = &s.vms[0];
+            assert_eq!((vm.program.as_str(), vm.vcpus), ("bootcheck", 2));
+            assert_eq!(vm.format, format);
+            assert_eq!(vm.cmdline, "magic=0x600db007");
+            let data = build_bundle(&s.vms, &Fake).unwrap();
+            let b = Bundle::parse(&data).unwrap();
+            assert_eq!(b.vms()[0].flags.format(), format);
+        }
+    }
+
+    #[test]
     fn bundle_errors_are_clear() {
         let e = build_bundle(&[SuiteVm::new("a", "missing")], &Fake).unwrap_err();
         assert!(e.contains("not built"), "{e}");
+        let e = build_bundle(&[SuiteVm::new("a", "missing").elf()], &Fake).unwrap_err();
+        assert!(e.contains("not built"), "{e}");
         let e = build_bundle(&[SuiteVm::new("a", "low")], &Fake).unwrap_err();
         assert!(e.contains("below the guest base"), "{e}");
+        let e = build_bundle(&[SuiteVm::new("a", "low").elf()], &Fake).unwrap_err();
+        assert!(
+            e.starts_with(
+                "guest `low` as ELF: ELF segment 0 (IPA 0x40000000..0x40000100) lies outside"
+            ),
+            "{e}"
+        );
         let e = build_bundle(&[SuiteVm::new("a b", "x")], &Fake).unwrap_err();
         assert!(e.contains("bundle refused"), "{e}");
     }

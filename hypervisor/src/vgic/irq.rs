@@ -11,13 +11,16 @@ pub const SPI_BASE: u32 = PRIVATE_COUNT;
 /// INTIDs 1020..1023 are special; no SPI reaches them.
 pub const SPECIAL_BASE: u32 = 1020;
 
-/// An interrupt that `fill_list_registers` gave to a list register, until
-/// `sync_list_registers` reports what became of it.
+/// An interrupt that `fill_list_registers` gave to a list register, until it is given back to
+/// the model (`delivery`: the guest finished with it, or the model must choose again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InLr {
     /// The vCPU whose list register holds it.
     pub vcpu: usize,
-    /// The states written into the list register.
+    /// Which of that vCPU's list registers.
+    pub slot: u8,
+    /// The states the list register holds: as written, then as the last
+    /// `sync_list_registers` found them.
     pub pending: bool,
     pub active: bool,
     /// The pending state written came from the latch (an edge, ISPENDR or an SGI), not only

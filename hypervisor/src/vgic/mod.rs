@@ -32,14 +32,16 @@
 //! the physical GICV frame mapped in stage 2 by the glue, not emulated here.
 //!
 //! Protocol with the glue: on every exit, `sync_list_registers` with what the list registers
-//! hold; then handle the exit (MMIO, SGI, device lines); on entry, `fill_list_registers` and
-//! write the result (if `has_pending` is still true, more interrupts wait than fit: request an
-//! underflow / no-pending maintenance interrupt). `Effects::kick` names vCPUs whose list
-//! registers should be refreshed: they gained a deliverable interrupt, or hold in a list
-//! register an interrupt that just changed. It may name the calling vCPU; the glue kicks only
-//! vCPUs running on other physical CPUs.
+//! in use (`lrs_in_use`) hold; then handle the exit (MMIO, SGI, device lines); on entry,
+//! `fill_list_registers`, which says which list registers to write (if `Filled::more`, more
+//! interrupts wait than fit: request a no-pending maintenance interrupt). Both cost in
+//! proportion to the interrupts in flight and waiting, not to the interrupts that exist
+//! (`delivery`). `Effects::kick` names vCPUs whose list registers should be refreshed: they
+//! gained a deliverable interrupt, or hold in a list register an interrupt that just changed.
+//! It may name the calling vCPU; the glue kicks only vCPUs running on other physical CPUs.
 
 mod bank;
+mod delivery;
 mod dist;
 mod dist_v2;
 mod irq;
@@ -49,13 +51,17 @@ mod regs;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_delivery;
+#[cfg(test)]
 mod tests_v2;
 
+pub use delivery::Filled;
 pub use lr::{lr_from_gich, lr_from_ich, lr_to_gich, lr_to_ich, LrEntry, LrState};
 
 use alloc::vec;
 use alloc::vec::Vec;
-use irq::{InLr, Irq, PRIVATE_COUNT, SGI_COUNT, SPECIAL_BASE, SPI_BASE};
+use delivery::Lists;
+use irq::{Irq, PRIVATE_COUNT, SGI_COUNT, SPECIAL_BASE, SPI_BASE};
 
 /// The distributor's 64 KiB frame (QEMU `virt` VIRT_GIC_DIST), for both versions.
 pub const GICD_BASE: u64 = 0x0800_0000;
@@ -179,14 +185,15 @@ const CTLR_ENABLE_GRP1: u32 = 1 << 1;
 
 /// One vCPU's redistributor (GICv3) or banked distributor state (GICv2), and its
 /// list-register bookkeeping.
+#[cfg_attr(test, derive(Clone))]
 struct Cpu {
     private: [Irq; PRIVATE_COUNT as usize],
     /// GICv2: the SGIs by source, index INTID × vCPUs + source. Empty for GICv3.
     sgi: Vec<Irq>,
     /// GICR_WAKER.ProcessorSleep.
     asleep: bool,
-    /// Interrupts handed to this vCPU's list registers and not yet synced back.
-    in_lr: heapless::Vec<Loc, MAX_LRS>,
+    /// Its candidates and list registers (`delivery`).
+    lists: Lists,
 }
 
 impl Cpu {
@@ -195,7 +202,7 @@ impl Cpu {
             private: [Irq::default(); PRIVATE_COUNT as usize],
             sgi: vec![Irq::sgi(); SGI_COUNT as usize * sources],
             asleep: true,
-            in_lr: heapless::Vec::new(),
+            lists: Lists::new(),
         };
         cpu.reset();
         cpu
@@ -208,7 +215,7 @@ impl Cpu {
         }
         self.sgi.fill(Irq::sgi());
         self.asleep = true;
-        self.in_lr.clear();
+        self.lists = Lists::new();
     }
 }
 
@@ -219,6 +226,7 @@ enum Region {
     SgiBase(usize, u64),
 }
 
+#[cfg_attr(test, derive(Clone))]
 pub struct Vgic {
     version: VgicVersion,
     vcpus: usize,
@@ -375,7 +383,8 @@ impl Vgic {
     /// physical GIC signals again if the source still is.
     pub fn link_hw(&mut self, vcpu: usize, intid: u32, pintid: Option<u32>) {
         if let Some(loc) = self.line_loc(vcpu, intid) {
-            self.irq_mut(loc).hw = pintid;
+            // Through `change`: a listed entry must be rewritten with the new link.
+            let _ = self.change(loc, |irq| irq.hw = pintid);
         }
     }
 
@@ -426,130 +435,6 @@ impl Vgic {
         self.raise_sgi(source, targets, intid)
     }
 
-    /// What `vcpu`'s list registers should hold on entry: up to `max` (at most 16) interrupts
-    /// targeting it that are active, or pending and enabled with their group enabled in
-    /// GICD_CTLR. Active ones come first (the guest can only deactivate an interrupt that is
-    /// in a list register), then by priority (lower value first), then by lower INTID (then,
-    /// for GICv2 SGIs, lower source: each source of an SGI is an entry of its own, with
-    /// `source` set). The states returned move out of the model into the list registers until
-    /// `sync_list_registers`; a hardware-linked interrupt is never written pending and active
-    /// (its pending state stays in the physical GIC). Call it once per `sync_list_registers`.
-    pub fn fill_list_registers(
-        &mut self,
-        vcpu: usize,
-        max: usize,
-    ) -> heapless::Vec<LrEntry, MAX_LRS> {
-        let mut out = heapless::Vec::new();
-        let Some(cpu) = self.cpus.get(vcpu) else {
-            return out;
-        };
-        let max = max.min(MAX_LRS - cpu.in_lr.len());
-        // Candidates as ((not active, priority, INTID, source), where), best first.
-        type Key = (bool, u8, u32, u8);
-        let mut best: heapless::Vec<(Key, Loc), MAX_LRS> = heapless::Vec::new();
-        for loc in self.locs_of(vcpu) {
-            let irq = self.irq(loc);
-            if irq.lr.is_some() || !(irq.active || self.deliverable(irq)) {
-                continue;
-            }
-            let key = (
-                !irq.active,
-                irq.priority,
-                intid_of(loc),
-                source_of(loc).unwrap_or(0),
-            );
-            let at = best
-                .iter()
-                .position(|(k, _)| key < *k)
-                .unwrap_or(best.len());
-            if at >= max {
-                continue;
-            }
-            if best.len() == max {
-                best.pop();
-            }
-            // Cannot fail: there is room after the pop.
-            let _ = best.insert(at, (key, loc));
-        }
-        for &(_, loc) in &best {
-            let irq = *self.irq(loc);
-            let deliverable = self.deliverable(&irq);
-            let pending = deliverable && !(irq.hw.is_some() && irq.active);
-            let entry = LrEntry {
-                intid: intid_of(loc),
-                priority: irq.priority,
-                group1: irq.group1,
-                state: LrState::from_bits(pending, irq.active),
-                hw_intid: irq.hw,
-                eoi_maintenance: pending && !irq.edge && irq.hw.is_none(),
-                source: source_of(loc),
-            };
-            let irq = self.irq_mut(loc);
-            irq.lr = Some(InLr {
-                vcpu,
-                pending,
-                active: irq.active,
-                latched: pending && irq.latch,
-                pending_cleared: false,
-                active_cleared: false,
-            });
-            if pending {
-                irq.latch = false;
-            }
-            irq.active = false;
-            // Cannot fail: `max` left room for each.
-            let _ = out.push(entry);
-            let _ = self.cpus[vcpu].in_lr.push(loc);
-        }
-        out
-    }
-
-    /// After an exit: the list registers of `vcpu` as the hardware left them. Every interrupt
-    /// `fill_list_registers` gave this vCPU comes back into the model: Invalid (or not listed)
-    /// = the guest acknowledged and deactivated it; still pending = pending again; active =
-    /// active. A level-sensitive interrupt whose line is still asserted is pending again.
-    /// Entries for INTIDs not given to this vCPU are ignored. A GICv2 SGI entry matches on
-    /// INTID and `source` (the GICH_LRn CPUID); any other entry on INTID alone.
-    pub fn sync_list_registers(&mut self, vcpu: usize, lrs: &[LrEntry]) {
-        let Some(cpu) = self.cpus.get_mut(vcpu) else {
-            return;
-        };
-        let given = core::mem::take(&mut cpu.in_lr);
-        for loc in given {
-            let intid = intid_of(loc);
-            let source = source_of(loc);
-            let state = lrs
-                .iter()
-                .filter(|e| e.intid == intid && e.state != LrState::Invalid)
-                .find(|e| source.is_none() || e.source == source)
-                .map_or(LrState::Invalid, |e| e.state);
-            let irq = self.irq_mut(loc);
-            let Some(l) = irq.lr.take() else { continue };
-            let pending = state.is_pending() && !l.pending_cleared;
-            let active = state.is_active() && !l.active_cleared;
-            if active {
-                irq.active = true;
-            }
-            if pending && l.latched {
-                irq.latch = true;
-            }
-            if irq.hw.is_some() && !pending && !active {
-                irq.line = false;
-            }
-        }
-    }
-
-    /// Whether `vcpu` has an interrupt it could take that is not in a list register: pending,
-    /// enabled, its group enabled. Meaningful after `sync_list_registers` (to wake a vCPU in
-    /// WFI) or after `fill_list_registers` (more candidates than list registers).
-    pub fn has_pending(&self, vcpu: usize) -> bool {
-        vcpu < self.vcpus
-            && self.locs_of(vcpu).any(|loc| {
-                let irq = self.irq(loc);
-                irq.lr.is_none() && self.deliverable(irq)
-            })
-    }
-
     // ---- internals ----
 
     fn is_v2(&self) -> bool {
@@ -571,7 +456,8 @@ impl Vgic {
     }
 
     /// Every interrupt that targets `vcpu`: its SGIs (for GICv2, one per source) and PPIs,
-    /// then the SPIs routed to it.
+    /// then the SPIs routed to it. (The tests' brute-force reference for `delivery`.)
+    #[cfg(test)]
     fn locs_of(&self, vcpu: usize) -> impl Iterator<Item = Loc> + '_ {
         let (first_private, sources) = if self.is_v2() {
             (SGI_COUNT, self.vcpus as u8)
@@ -686,8 +572,10 @@ impl Vgic {
         irq.pending() && irq.enabled && self.group_enabled(irq.group1)
     }
 
-    /// Applies `f` to one interrupt and says whom to kick: its target if it became
-    /// deliverable, and the vCPU holding it in a list register if anything changed.
+    /// Applies `f` to one interrupt, keeps its candidate bit in step, marks its list
+    /// register (if it is in one) for rewriting, and says whom to kick: its target if it
+    /// became deliverable, and the vCPU holding it in a list register if anything changed.
+    /// Every change to an interrupt's state goes through here (or through `delivery`).
     fn change(&mut self, loc: Loc, f: impl FnOnce(&mut Irq)) -> Effects {
         let before = *self.irq(loc);
         f(self.irq_mut(loc));
@@ -696,6 +584,7 @@ impl Vgic {
         if after == before {
             return fx;
         }
+        self.refresh(loc);
         if self.deliverable(&after) && !self.deliverable(&before) {
             if let Some(t) = self.target(loc) {
                 fx.add(t);
@@ -703,6 +592,7 @@ impl Vgic {
         }
         if let Some(l) = before.lr {
             fx.add(l.vcpu);
+            self.mark_stale(l);
         }
         fx
     }
@@ -711,18 +601,26 @@ impl Vgic {
     /// take, and the vCPU holding it in a list register.
     fn retarget(&mut self, intid: u32, new: Option<usize>) -> Effects {
         let i = (intid - SPI_BASE) as usize;
-        let old = core::mem::replace(&mut self.target[i], new);
         let mut fx = Effects::default();
-        if new != old {
-            let irq = self.spi[i];
-            if let Some(t) = new {
-                if irq.lr.is_none() && self.deliverable(&irq) {
-                    fx.add(t);
-                }
+        let old = self.target[i];
+        if new == old {
+            return fx;
+        }
+        if let Some(o) = old {
+            self.drop_spi_candidate(o, intid);
+        }
+        self.target[i] = new;
+        self.refresh(Loc::Spi(intid));
+        let irq = self.spi[i];
+        if let Some(t) = new {
+            if irq.lr.is_none() && self.deliverable(&irq) {
+                fx.add(t);
             }
-            if let Some(l) = irq.lr {
-                fx.add(l.vcpu);
-            }
+        }
+        if let Some(l) = irq.lr {
+            // Listed by its old target, which gives it back at its next sync.
+            fx.add(l.vcpu);
+            self.mark_stale(l);
         }
         fx
     }
@@ -736,8 +634,15 @@ impl Vgic {
 
     /// GICD_CTLR write: the group enables. Kicks vCPUs that now have an interrupt to take.
     fn set_ctlr(&mut self, value: u32) -> Effects {
+        let ctlr = value & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1);
+        if ctlr == self.ctlr {
+            return Effects::default();
+        }
         let before = self.pending_mask();
-        self.ctlr = value & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1);
+        self.ctlr = ctlr;
+        // What is deliverable changed everywhere, in list registers too. Rare (boot).
+        self.rebuild_candidates();
+        self.mark_all_stale();
         Effects {
             kick: self.pending_mask() & !before,
         }

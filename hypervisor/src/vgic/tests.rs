@@ -1,5 +1,6 @@
 //! Host tests of the vGIC model, driven the way Linux's GICv3 driver and the glue drive it.
 
+use super::tests_delivery::{fill, sync};
 use super::*;
 
 // Register offsets as a guest uses them (IHI 0069H.b §12.8, §12.10).
@@ -149,8 +150,8 @@ fn linux_spi_routed_to_vcpu1() {
     assert_eq!(g.set_level(0, 33, true), Effects { kick: 0b10 });
     assert!(g.has_pending(1));
     assert!(!g.has_pending(0));
-    assert!(g.fill_list_registers(0, 4).is_empty());
-    let lrs = g.fill_list_registers(1, 4);
+    assert!(fill(&mut g, 0, 4).is_empty());
+    let lrs = fill(&mut g, 1, 4);
     assert_eq!(
         lrs.as_slice(),
         &[LrEntry {
@@ -164,16 +165,16 @@ fn linux_spi_routed_to_vcpu1() {
         }]
     );
     assert!(!g.has_pending(1), "in a list register, not queued twice");
-    assert!(g.fill_list_registers(1, 4).is_empty());
+    assert_eq!(intids(&fill(&mut g, 1, 4)), [33], "still listed once");
 
     // The guest handled it but the (level) line is still asserted: pending again.
-    g.sync_list_registers(1, &[lr(33, LrState::Invalid)]);
+    sync(&mut g, 1, &[lr(33, LrState::Invalid)]);
     assert!(g.has_pending(1));
-    assert_eq!(intids(&g.fill_list_registers(1, 4)), [33]);
+    assert_eq!(intids(&fill(&mut g, 1, 4)), [33]);
 
     // The device deasserted; the guest handled it: done.
     g.set_level(0, 33, false);
-    g.sync_list_registers(1, &[lr(33, LrState::Invalid)]);
+    sync(&mut g, 1, &[lr(33, LrState::Invalid)]);
     assert!(!g.has_pending(1));
     let (reg, bit) = bit_reg(ISPENDR, 33);
     assert_eq!(r32(&mut g, gicd(reg)) & bit, 0);
@@ -187,24 +188,24 @@ fn edge_spi_is_done_after_invalid() {
     assert_eq!(r32(&mut g, gicd(ICFGR + 8)), 0b10 << 2);
     enable_spi(&mut g, 33);
     assert_eq!(g.set_level(0, 33, true), Effects { kick: 1 });
-    let lrs = g.fill_list_registers(0, 4);
+    let lrs = fill(&mut g, 0, 4);
     assert_eq!(intids(&lrs), [33]);
     assert!(!lrs[0].eoi_maintenance);
-    g.sync_list_registers(0, &[lr(33, LrState::Invalid)]);
+    sync(&mut g, 0, &[lr(33, LrState::Invalid)]);
     assert!(
         !g.has_pending(0),
         "the line stays asserted, but an edge is one event"
     );
     // Another edge while the first is active in the list register: pending and active.
     g.set_level(0, 33, true);
-    let _ = g.fill_list_registers(0, 4);
+    let _ = fill(&mut g, 0, 4);
     assert_eq!(
         g.set_level(0, 33, true),
         Effects { kick: 1 },
         "refresh the list register"
     );
-    g.sync_list_registers(0, &[lr(33, LrState::Active)]);
-    assert_eq!(g.fill_list_registers(0, 4)[0].state, LrState::PendingActive);
+    sync(&mut g, 0, &[lr(33, LrState::Active)]);
+    assert_eq!(fill(&mut g, 0, 4)[0].state, LrState::PendingActive);
 }
 
 #[test]
@@ -213,11 +214,11 @@ fn not_listed_means_invalid() {
     linux_init(&mut g);
     enable_spi(&mut g, 40);
     w32(&mut g, gicd(ISPENDR + 4), 1 << 8);
-    assert_eq!(intids(&g.fill_list_registers(0, 4)), [40]);
+    assert_eq!(intids(&fill(&mut g, 0, 4)), [40]);
     // A stale Invalid copy and entries never given to this vCPU are ignored.
-    g.sync_list_registers(0, &[lr(41, LrState::Pending), lr(40, LrState::Invalid)]);
+    sync(&mut g, 0, &[lr(41, LrState::Pending), lr(40, LrState::Invalid)]);
     assert!(!g.has_pending(0));
-    assert!(g.fill_list_registers(0, 4).is_empty());
+    assert!(fill(&mut g, 0, 4).is_empty());
 }
 
 #[test]
@@ -229,7 +230,7 @@ fn priority_order_and_max() {
         enable_spi(&mut g, intid);
         w32(&mut g, gicd(ISPENDR + 4), 1 << (intid - 32));
     }
-    let lrs = g.fill_list_registers(0, 3);
+    let lrs = fill(&mut g, 0, 3);
     assert_eq!(
         intids(&lrs),
         [44, 41, 42],
@@ -239,10 +240,10 @@ fn priority_order_and_max() {
     assert!(g.has_pending(0), "more candidates than list registers");
     // The guest took none: all go back.
     let back: Vec<LrEntry> = lrs.iter().map(|e| lr(e.intid, e.state)).collect();
-    g.sync_list_registers(0, &back);
-    assert_eq!(intids(&g.fill_list_registers(0, 16)), [44, 41, 42, 40, 43]);
+    sync(&mut g, 0, &back);
+    assert_eq!(intids(&fill(&mut g, 0, 16)), [44, 41, 42, 40, 43]);
     assert!(!g.has_pending(0));
-    assert_eq!(g.fill_list_registers(0, 0).len(), 0);
+    assert_eq!(fill(&mut g, 0, 0).len(), 0);
 }
 
 #[test]
@@ -253,16 +254,16 @@ fn active_interrupts_come_first() {
     enable_spi(&mut g, 35);
     enable_spi(&mut g, 36);
     w32(&mut g, gicd(ISPENDR + 4), 1 << 3);
-    let _ = g.fill_list_registers(0, 1);
-    g.sync_list_registers(0, &[lr(35, LrState::Active)]);
+    let _ = fill(&mut g, 0, 1);
+    sync(&mut g, 0, &[lr(35, LrState::Active)]);
     w32(&mut g, gicd(ISPENDR + 4), 1 << 4); // 36, priority 0xa0: higher than 35's
-    let lrs = g.fill_list_registers(0, 1);
+    let lrs = fill(&mut g, 0, 1);
     assert_eq!((lrs[0].intid, lrs[0].state), (35, LrState::Active));
     assert!(g.has_pending(0));
     // An active interrupt is listed even when disabled, so it can be deactivated.
     w32(&mut g, gicd(ICENABLER + 4), 1 << 3);
-    g.sync_list_registers(0, &[lr(35, LrState::Active)]);
-    assert_eq!(intids(&g.fill_list_registers(0, 2)), [35, 36]);
+    sync(&mut g, 0, &[lr(35, LrState::Active)]);
+    assert_eq!(intids(&fill(&mut g, 0, 2)), [35, 36]);
     // Active state reads back, including while in a list register.
     assert_eq!(r32(&mut g, gicd(ISACTIVER + 4)) & (1 << 3), 1 << 3);
 }
@@ -275,7 +276,7 @@ fn sgi_targets() {
     linux_init(&mut g);
     assert_eq!(g.send_sgi(0, sgi1r(3, 0b1010)), Effects { kick: 0b1010 });
     assert!(g.has_pending(1) && g.has_pending(3) && !g.has_pending(0) && !g.has_pending(2));
-    let lrs = g.fill_list_registers(3, 4);
+    let lrs = fill(&mut g, 3, 4);
     assert_eq!((lrs[0].intid, lrs[0].state), (3, LrState::Pending));
     // IRM: everyone but the sender. vCPU 1 already has SGI 3 pending, so is not kicked.
     assert_eq!(
@@ -296,7 +297,7 @@ fn sgi_targets() {
         g.send_sgi(0, (1 << 44) | sgi1r(7, 0b100)),
         Effects { kick: 1 << 18 }
     );
-    assert_eq!(intids(&g.fill_list_registers(18, 4)), [7]);
+    assert_eq!(intids(&fill(&mut g, 18, 4)), [7]);
     // Range 1, bits 4.. name Aff0 20.. which do not exist.
     assert_eq!(
         g.send_sgi(0, (1 << 44) | sgi1r(7, 0xfff0)),
@@ -312,7 +313,7 @@ fn disabled_group_delivers_nothing() {
     enable_spi(&mut g, 32);
     assert_eq!(g.set_level(0, 32, true), Effects::default());
     assert!(!g.has_pending(0));
-    assert!(g.fill_list_registers(0, 4).is_empty());
+    assert!(fill(&mut g, 0, 4).is_empty());
     // Enabling Group 1 kicks the vCPU that now has something to take.
     assert_eq!(w32(&mut g, gicd(CTLR), GRP1), Effects { kick: 1 });
     assert_eq!(r32(&mut g, gicd(CTLR)), GRP1 | ARE | DS);
@@ -320,7 +321,7 @@ fn disabled_group_delivers_nothing() {
     w32(&mut g, gicd(IGROUPR + 4), 0xffff_fffe);
     assert!(!g.has_pending(0));
     assert_eq!(w32(&mut g, gicd(CTLR), 1), Effects { kick: 1 });
-    let lrs = g.fill_list_registers(0, 4);
+    let lrs = fill(&mut g, 0, 4);
     assert!(!lrs[0].group1);
 }
 
@@ -349,7 +350,7 @@ fn set_and_clear_pending_through_mmio() {
     // Cleared while in vCPU 1's list register: vCPU 1 is kicked, and what its list register
     // still says is not believed.
     w32(&mut g, gicd(ISPENDR + 4), 1 << 2);
-    assert_eq!(intids(&g.fill_list_registers(1, 4)), [34]);
+    assert_eq!(intids(&fill(&mut g, 1, 4)), [34]);
     assert_eq!(
         r32(&mut g, gicd(ISPENDR + 4)),
         1 << 2,
@@ -360,7 +361,7 @@ fn set_and_clear_pending_through_mmio() {
         Effects { kick: 0b10 }
     );
     assert_eq!(r32(&mut g, gicd(ISPENDR + 4)), 0);
-    g.sync_list_registers(1, &[lr(34, LrState::Pending)]);
+    sync(&mut g, 1, &[lr(34, LrState::Pending)]);
     assert!(!g.has_pending(1));
 
     // SGIs and PPIs through the redistributor.
@@ -377,9 +378,9 @@ fn level_line_dropped_while_in_lr() {
     linux_init(&mut g);
     enable_spi(&mut g, 32);
     g.set_level(0, 32, true);
-    let _ = g.fill_list_registers(0, 4);
+    let _ = fill(&mut g, 0, 4);
     assert_eq!(g.set_level(0, 32, false), Effects { kick: 1 });
-    g.sync_list_registers(0, &[lr(32, LrState::Pending)]);
+    sync(&mut g, 0, &[lr(32, LrState::Pending)]);
     assert!(
         !g.has_pending(0),
         "a level interrupt is pending only while asserted"
@@ -578,21 +579,21 @@ fn hardware_linked_interrupt() {
     linux_init(&mut g);
     w32(&mut g, sgi(0, ISENABLER), 1 << 27);
     assert_eq!(g.inject_hw(0, 27, 27), Effects { kick: 1 });
-    let lrs = g.fill_list_registers(0, 4);
+    let lrs = fill(&mut g, 0, 4);
     assert_eq!(
         (lrs[0].state, lrs[0].hw_intid, lrs[0].eoi_maintenance),
         (LrState::Pending, Some(27), false)
     );
     // Acknowledged, not deactivated: active only, never pending and active.
-    g.sync_list_registers(0, &[lr(27, LrState::Active)]);
-    assert_eq!(g.fill_list_registers(0, 4)[0].state, LrState::Active);
+    sync(&mut g, 0, &[lr(27, LrState::Active)]);
+    assert_eq!(fill(&mut g, 0, 4)[0].state, LrState::Active);
     // Deactivated (which deactivated the physical interrupt): done until it fires again.
-    g.sync_list_registers(0, &[lr(27, LrState::Invalid)]);
+    sync(&mut g, 0, &[lr(27, LrState::Invalid)]);
     assert!(!g.has_pending(0));
     assert_eq!(g.inject_hw(0, 27, 27), Effects { kick: 1 });
     // Unlinked, it is an ordinary level interrupt again.
     g.link_hw(0, 27, None);
-    assert_eq!(g.fill_list_registers(0, 4)[0].hw_intid, None);
+    assert_eq!(fill(&mut g, 0, 4)[0].hw_intid, None);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Host tests of the GICv2 flavour of the vGIC model, driven the way Linux's GICv2 driver
 //! (drivers/irqchip/irq-gic.c, irq-gic-common.c) and the glue drive it.
 
+use super::tests_delivery::{fill, sync};
 use super::*;
 
 // Distributor offsets (IHI 0048B §4.1.2, Table 4-1).
@@ -157,8 +158,8 @@ fn linux_init_and_spi_routed_to_vcpu1() {
     assert_eq!(enable(&mut g, 0, 33), Effects::default());
     assert_eq!(g.set_level(0, 33, true), Effects { kick: 0b10 });
     assert!(g.has_pending(1) && !g.has_pending(0));
-    assert!(g.fill_list_registers(0, 4).is_empty());
-    let lrs = g.fill_list_registers(1, 4);
+    assert!(fill(&mut g, 0, 4).is_empty());
+    let lrs = fill(&mut g, 1, 4);
     assert_eq!(
         lrs.as_slice(),
         &[LrEntry {
@@ -178,7 +179,7 @@ fn linux_init_and_spi_routed_to_vcpu1() {
     );
     // The guest took it; the line dropped: done.
     g.set_level(0, 33, false);
-    g.sync_list_registers(1, &[lr_from_gich(0)]);
+    sync(&mut g, 1, &[lr_from_gich(0)]);
     assert!(!g.has_pending(1));
 
     // Linux's IPIs: SGIs 0..7 enabled per CPU.
@@ -202,14 +203,14 @@ fn spi_target_masks() {
         Effects { kick: 0b010 }
     );
     assert!(g.has_pending(1) && !g.has_pending(2));
-    assert_eq!(ids(&g.fill_list_registers(1, 4)), [(40, None)]);
+    assert_eq!(ids(&fill(&mut g, 1, 4)), [(40, None)]);
     // Retargeting while in vCPU 1's list register kicks vCPU 1; it comes back pending (the
     // level line is still asserted) and goes to vCPU 2 next.
     assert_eq!(
         w8(&mut g, 0, ITARGETSR + 40, 0b100),
         Effects { kick: 0b010 }
     );
-    g.sync_list_registers(1, &[lr(40, LrState::Pending, None)]);
+    sync(&mut g, 1, &[lr(40, LrState::Pending, None)]);
     assert!(!g.has_pending(1) && g.has_pending(2));
     // Bits of CPU interfaces that do not exist are RAZ/WI.
     w8(&mut g, 0, ITARGETSR + 41, 0xff);
@@ -270,16 +271,16 @@ fn sgir_filters() {
     assert_eq!(w32(&mut g, 0, SGIR, sgir(3, 0xff, 4)), Effects::default());
     assert!(!g.has_pending(3), "no SGI for vCPU 3");
     // Each SGI carries its source.
-    assert_eq!(ids(&g.fill_list_registers(0, 4)), [(2, Some(3))]);
+    assert_eq!(ids(&fill(&mut g, 0, 4)), [(2, Some(3))]);
     assert_eq!(
-        ids(&g.fill_list_registers(1, 4)),
+        ids(&fill(&mut g, 1, 4)),
         [(1, Some(0)), (2, Some(3))]
     );
     assert_eq!(
-        ids(&g.fill_list_registers(2, 4)),
+        ids(&fill(&mut g, 2, 4)),
         [(1, Some(0)), (2, Some(3)), (3, Some(2))]
     );
-    let sgi = g.fill_list_registers(3, 4);
+    let sgi = fill(&mut g, 3, 4);
     assert!(sgi.is_empty());
     // GICD_SGIR is write-only (reads 0) and takes word accesses only.
     assert_eq!(r32(&mut g, 0, SGIR), 0);
@@ -317,7 +318,7 @@ fn sgi_sources_are_delivered_separately() {
     // GICD_ISPENDR0 shows SGI 1 pending on vCPU 1.
     assert_eq!(r32(&mut g, 1, ISPENDR), 1 << 1);
 
-    let lrs = g.fill_list_registers(1, 4);
+    let lrs = fill(&mut g, 1, 4);
     assert_eq!(ids(&lrs), [(1, Some(0)), (1, Some(2))]);
     // Pending, Group 0, priority 0xa0, CPUID in 12:10, VirtualID 1; no EOI (edge).
     assert_eq!(lr_to_gich(&lrs[0]), (1 << 28) | (0x14 << 23) | 1);
@@ -341,16 +342,16 @@ fn sgi_sources_are_delivered_separately() {
     .map(lr_to_gich)
     .collect();
     let back: Vec<LrEntry> = back.into_iter().map(lr_from_gich).collect();
-    g.sync_list_registers(1, &back);
+    sync(&mut g, 1, &back);
     // Active first, then the pending one; source 0's second send merged with its first.
-    let lrs = g.fill_list_registers(1, 4);
+    let lrs = fill(&mut g, 1, 4);
     assert_eq!(
         lrs.iter().map(|e| (e.source, e.state)).collect::<Vec<_>>(),
         [(Some(2), LrState::Active), (Some(0), LrState::Pending)]
     );
     assert_eq!(r32(&mut g, 1, ISACTIVER), 1 << 1);
     // Both done.
-    g.sync_list_registers(1, &[]);
+    sync(&mut g, 1, &[]);
     assert!(!g.has_pending(1));
     assert_eq!(r32(&mut g, 1, SPENDSGIR), 0);
     assert_eq!(r32(&mut g, 1, ISACTIVER), 0);
@@ -358,11 +359,11 @@ fn sgi_sources_are_delivered_separately() {
     // With one list register, sources go one at a time, lowest source first.
     w32(&mut g, 2, SGIR, sgir(0, 0b001, 7));
     w32(&mut g, 1, SGIR, sgir(0, 0b001, 7));
-    assert_eq!(ids(&g.fill_list_registers(0, 1)), [(7, Some(1))]);
+    assert_eq!(ids(&fill(&mut g, 0, 1)), [(7, Some(1))]);
     assert!(g.has_pending(0));
-    g.sync_list_registers(0, &[]);
-    assert_eq!(ids(&g.fill_list_registers(0, 1)), [(7, Some(2))]);
-    g.sync_list_registers(0, &[]);
+    sync(&mut g, 0, &[]);
+    assert_eq!(ids(&fill(&mut g, 0, 1)), [(7, Some(2))]);
+    sync(&mut g, 0, &[]);
     assert!(!g.has_pending(0));
 }
 
@@ -383,26 +384,26 @@ fn sgi_pending_registers() {
     // GICD_CPENDSGIRn clears one source.
     w8(&mut g, 0, CPENDSGIR + 6, 0b01);
     assert_eq!(r8(&mut g, 0, SPENDSGIR + 6), 0b10);
-    assert_eq!(ids(&g.fill_list_registers(0, 4)), [(6, Some(1))]);
+    assert_eq!(ids(&fill(&mut g, 0, 4)), [(6, Some(1))]);
     // Cleared while in a list register: the stale list register is not believed.
     assert_eq!(
         w32(&mut g, 0, CPENDSGIR + 4, 0xff << 16),
         Effects { kick: 0b01 }
     );
-    g.sync_list_registers(0, &[lr(6, LrState::Pending, Some(1))]);
+    sync(&mut g, 0, &[lr(6, LrState::Pending, Some(1))]);
     assert!(!g.has_pending(0));
     // Active state: ISACTIVER sets it as from the accessor, ICACTIVER clears all sources.
     w32(&mut g, 1, ISACTIVER, 1 << 9);
     assert_eq!(r32(&mut g, 1, ISACTIVER), 1 << 9);
-    let lrs = g.fill_list_registers(1, 4);
+    let lrs = fill(&mut g, 1, 4);
     assert_eq!(
         (lrs[0].intid, lrs[0].source, lrs[0].state),
         (9, Some(1), LrState::Active)
     );
-    g.sync_list_registers(1, &lrs);
+    sync(&mut g, 1, &lrs);
     w32(&mut g, 1, ICACTIVER, 1 << 9);
     assert_eq!(r32(&mut g, 1, ISACTIVER), 0);
-    assert!(g.fill_list_registers(1, 4).is_empty());
+    assert!(fill(&mut g, 1, 4).is_empty());
 }
 
 #[test]
@@ -439,7 +440,7 @@ fn banked_registers_per_vcpu() {
     w32(&mut g, 0, CTLR, 1);
     assert_eq!(g.set_level(0, 27, true), Effects::default());
     assert_eq!(g.set_level(1, 27, true), Effects { kick: 0b10 });
-    let lrs = g.fill_list_registers(1, 4);
+    let lrs = fill(&mut g, 1, 4);
     assert_eq!(
         (lrs[0].intid, lrs[0].priority, lrs[0].source),
         (27, 0x50, None)
@@ -449,11 +450,9 @@ fn banked_registers_per_vcpu() {
         w32(&mut g, 0, SGIR, sgir(0, 0b11, 3)),
         Effects { kick: 0b10 }
     );
-    let lrs = g.fill_list_registers(1, 4);
-    assert_eq!(
-        (lrs[0].intid, lrs[0].priority, lrs[0].source),
-        (3, 0x60, Some(0))
-    );
+    let lrs = fill(&mut g, 1, 4);
+    let sgi3 = lrs.iter().find(|e| e.intid == 3).unwrap();
+    assert_eq!((sgi3.priority, sgi3.source), (0x60, Some(0)));
     assert!(!g.has_pending(0));
     // Group 0 SGI on vCPU 1 needs EnableGrp0; Group 1 on vCPU 0 needs EnableGrp1.
     w32(&mut g, 0, ISENABLER, 1 << 3);
@@ -462,7 +461,7 @@ fn banked_registers_per_vcpu() {
         "vCPU 0's SGI 3 is Group 1, EnableGrp1 is off"
     );
     assert_eq!(w32(&mut g, 0, CTLR, 0b11), Effects { kick: 0b01 });
-    assert!(g.fill_list_registers(0, 4)[0].group1);
+    assert!(fill(&mut g, 0, 4)[0].group1);
     assert_eq!(r32(&mut g, 0, CTLR), 0b11);
     w32(&mut g, 0, CTLR, 0xffff_fffc);
     assert_eq!(r32(&mut g, 0, CTLR), 0, "only the two enables exist");
@@ -566,13 +565,13 @@ fn hardware_linked_timer() {
     linux_init(&mut g);
     enable(&mut g, 1, 27);
     assert_eq!(g.inject_hw(1, 27, 27), Effects { kick: 0b10 });
-    let lrs = g.fill_list_registers(1, 4);
+    let lrs = fill(&mut g, 1, 4);
     // HW (31), pending, priority 0xa0, PhysicalID 27 in 19:10, VirtualID 27.
     assert_eq!(
         lr_to_gich(&lrs[0]),
         (1 << 31) | (1 << 28) | (0x14 << 23) | (27 << 10) | 27
     );
-    g.sync_list_registers(1, &[lr_from_gich(lr_to_gich(&lrs[0]) & !(3 << 28))]);
+    sync(&mut g, 1, &[lr_from_gich(lr_to_gich(&lrs[0]) & !(3 << 28))]);
     assert!(!g.has_pending(1));
 }
 
@@ -603,7 +602,7 @@ fn v3_unchanged() {
         Effects::default(),
         "one pending state"
     );
-    let lrs = g.fill_list_registers(1, 4);
+    let lrs = fill(&mut g, 1, 4);
     assert_eq!(ids(&lrs), [(4, None)]);
     assert_eq!(g.mmio_read(1, gicd(ISENABLER), 4), Ok(0));
     // An unknown accessor does not matter to GICv3 registers.

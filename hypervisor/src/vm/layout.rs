@@ -30,10 +30,26 @@
 //! | device tree | 64 KiB aligned with at least [`DTB_GAP`] free after the image (room for a stack the guest may put there) |
 //! | initrd | right after the device tree's [`DTB_MAX`] bytes (so the device tree is where it was before initrds existed) |
 //!
+//! # ELF executables ([`plan_elf`])
+//!
+//! | what | where |
+//! |---|---|
+//! | segments | each `PT_LOAD` segment at its `p_paddr` (an IPA, see [`elf`]): `p_filesz` bytes from the file, the rest of `p_memsz` zero; every segment inside RAM, no two overlapping |
+//! | entry | `e_entry` (see [`elf::ElfImage::entry`]), inside the file contents of an executable segment |
+//! | device tree | as for raw images, after the highest segment end (`p_memsz`, so `.bss` counts) |
+//! | initrd | as for raw images, right after the device tree's [`DTB_MAX`] bytes |
+//!
 //! Every region lies inside RAM and no two overlap; anything else is a [`LayoutError`], and all
 //! arithmetic is checked, so hostile values (a `text_offset` near 2^64) are refused, not wrapped.
 
 use core::fmt;
+
+/// ELF executables (the same directory; a submodule so that the `#[path]` users of this file
+/// get it too).
+#[path = "elf.rs"]
+pub mod elf;
+
+use elf::{ElfError, ElfImage};
 
 /// `"ARM\x64"`, little-endian at offset 0x38 of the header.
 pub const IMAGE_MAGIC: [u8; 4] = *b"ARM\x64";
@@ -94,6 +110,32 @@ pub enum LayoutError {
     DtbDoesNotFit { start: u64, ram: u64 },
     /// Two regions overlap (an internal inconsistency; never expected).
     Overlap,
+    /// The image is not a valid ELF executable.
+    Elf(ElfError),
+    /// An ELF segment (program header `index`, IPAs `start..end`) is not inside RAM
+    /// (`ram_base..ram_end`).
+    SegmentOutsideRam {
+        index: usize,
+        start: u64,
+        end: u64,
+        ram_base: u64,
+        ram_end: u64,
+    },
+    /// ELF segments `a` and `b` (program header indices) overlap.
+    SegmentsOverlap {
+        a: (usize, u64, u64),
+        b: (usize, u64, u64),
+    },
+    /// The ELF entry point is not inside the file contents of any segment.
+    ElfEntryOutsideSegments { entry: u64 },
+    /// The ELF entry point is inside segment `index`, which is not executable.
+    ElfEntryNotExecutable { entry: u64, index: usize },
+}
+
+impl From<ElfError> for LayoutError {
+    fn from(e: ElfError) -> Self {
+        LayoutError::Elf(e)
+    }
 }
 
 impl fmt::Display for LayoutError {
@@ -143,6 +185,31 @@ impl fmt::Display for LayoutError {
                 Size(ram)
             ),
             Overlap => write!(f, "image, initrd and device tree overlap"),
+            Elf(e) => write!(f, "{e}"),
+            SegmentOutsideRam {
+                index,
+                start,
+                end,
+                ram_base,
+                ram_end,
+            } => write!(
+                f,
+                "ELF segment {index} (IPA {start:#x}..{end:#x}) lies outside the VM's RAM \
+                 ({ram_base:#x}..{ram_end:#x}; set the RAM base and size to cover it)"
+            ),
+            SegmentsOverlap { a, b } => write!(
+                f,
+                "ELF segments {} (IPA {:#x}..{:#x}) and {} (IPA {:#x}..{:#x}) overlap",
+                a.0, a.1, a.2, b.0, b.1, b.2
+            ),
+            ElfEntryOutsideSegments { entry } => write!(
+                f,
+                "ELF entry point {entry:#x} is not inside the file contents of any PT_LOAD segment"
+            ),
+            ElfEntryNotExecutable { entry, index } => write!(
+                f,
+                "ELF entry point {entry:#x} is in segment {index}, which is not executable"
+            ),
         }
     }
 }
@@ -215,7 +282,8 @@ pub struct GuestLayout {
     /// Where the image's first byte is copied.
     pub image_offset: u64,
     /// The end of the RAM the image owns: for Linux `image_offset + max(image_size, file
-    /// length)`, for raw images `image_offset + length`.
+    /// length)`, for raw images `image_offset + length`, for ELF the highest segment end (and
+    /// `image_offset` the lowest segment start).
     pub image_end: u64,
     /// The boot vCPU's first instruction.
     pub entry_offset: u64,
@@ -233,6 +301,141 @@ fn align_up(x: u64, align: u64) -> Option<u64> {
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
+}
+
+/// The device tree and initrd of a raw or ELF image whose last byte is before `after_image`:
+/// the device tree 64 KiB aligned with at least [`DTB_GAP`] free before it, the initrd (page
+/// aligned) after the device tree's [`DTB_MAX`] bytes.
+fn place_after_image(
+    after_image: u64,
+    ram_size: u64,
+    initrd_len: u64,
+) -> Result<(Option<(u64, u64)>, u64), LayoutError> {
+    let dtb_too_far = |start: u64| LayoutError::DtbDoesNotFit {
+        start,
+        ram: ram_size,
+    };
+    let initrd_too_far = |start: u64| LayoutError::InitrdDoesNotFit {
+        len: initrd_len,
+        start,
+        ram: ram_size,
+    };
+    let fits = |start: u64, size: u64| start.checked_add(size).filter(|&e| e <= ram_size);
+    let dtb = after_image
+        .checked_add(DTB_GAP)
+        .and_then(|x| align_up(x, DTB_ALIGN))
+        .ok_or(dtb_too_far(u64::MAX))?;
+    let dtb_end = fits(dtb, DTB_MAX).ok_or(dtb_too_far(dtb))?;
+    let initrd = if initrd_len == 0 {
+        None
+    } else {
+        let start = align_up(dtb_end, PAGE).ok_or(initrd_too_far(u64::MAX))?;
+        let end = fits(start, initrd_len).ok_or(initrd_too_far(start))?;
+        Some((start, end))
+    };
+    Ok((initrd, dtb))
+}
+
+/// Places an ELF executable (and an initrd of `initrd_len` bytes, 0 for none, and the device
+/// tree) in `ram_size` bytes of RAM at IPA `ram_base`, as the module documentation says. The
+/// [`GuestLayout`]'s offsets are from `ram_base`: `image_offset..image_end` spans from the
+/// lowest segment start to the highest segment end (`p_memsz`), and is not copied as one
+/// block: [`load_elf`] copies the segments. Checks, each with its own error, in this order:
+/// the ELF file itself, every segment inside RAM, no two segments overlapping, the entry point
+/// inside an executable segment's file contents, room for the device tree and the initrd.
+pub fn plan_elf(
+    ram_base: u64,
+    ram_size: u64,
+    image: &[u8],
+    initrd_len: u64,
+) -> Result<GuestLayout, LayoutError> {
+    let elf = ElfImage::parse(image)?;
+    // Saturating: a RAM range past 2^64 only makes the check below more lenient than the
+    // bundle (which refuses it) anyway.
+    let ram_end = ram_base.saturating_add(ram_size);
+    let (mut lowest, mut highest) = (u64::MAX, 0);
+    for s in elf.segments() {
+        if s.ipa < ram_base || s.end() > ram_end {
+            return Err(LayoutError::SegmentOutsideRam {
+                index: s.index,
+                start: s.ipa,
+                end: s.end(),
+                ram_base,
+                ram_end,
+            });
+        }
+        lowest = lowest.min(s.ipa);
+        highest = highest.max(s.end());
+    }
+    for (i, a) in elf.segments().enumerate() {
+        for b in elf.segments().skip(i + 1) {
+            if overlaps((a.ipa, a.end()), (b.ipa, b.end())) {
+                return Err(LayoutError::SegmentsOverlap {
+                    a: (a.index, a.ipa, a.end()),
+                    b: (b.index, b.ipa, b.end()),
+                });
+            }
+        }
+    }
+    let entry = elf.entry();
+    match elf
+        .segments()
+        .find(|s| entry >= s.ipa && entry - s.ipa < s.filesz)
+    {
+        None => return Err(LayoutError::ElfEntryOutsideSegments { entry }),
+        Some(s) if !s.executable() => {
+            return Err(LayoutError::ElfEntryNotExecutable {
+                entry,
+                index: s.index,
+            })
+        }
+        Some(_) => {}
+    }
+    // Offsets from the RAM base; every segment is inside RAM, so none underflows.
+    let (image_offset, image_end) = (lowest - ram_base, highest - ram_base);
+    let (initrd, dtb_offset) = place_after_image(image_end, ram_size, initrd_len)?;
+    // Belt and braces, as in `plan`: no segment meets the device tree or the initrd.
+    let dtb_region = (dtb_offset, dtb_offset + DTB_MAX);
+    for s in elf.segments() {
+        let r = (s.ipa - ram_base, s.end() - ram_base);
+        if overlaps(r, dtb_region) || initrd.is_some_and(|i| overlaps(r, i)) {
+            return Err(LayoutError::Overlap);
+        }
+    }
+    Ok(GuestLayout {
+        image_offset,
+        image_end,
+        entry_offset: entry - ram_base,
+        initrd,
+        dtb_offset,
+        dtb_max: DTB_MAX,
+    })
+}
+
+/// Copies the file contents of every segment of the ELF executable `image` into `ram` (the
+/// VM's RAM, at IPA `ram_base`), where [`plan_elf`] checked they go. The rest of each segment
+/// (`.bss`) is left as it is: VM RAM is zeroed before an image is loaded. Refuses (copying
+/// nothing more) what [`plan_elf`] would refuse, rather than writing out of bounds.
+pub fn load_elf(ram: &mut [u8], ram_base: u64, image: &[u8]) -> Result<(), LayoutError> {
+    let elf = ElfImage::parse(image)?;
+    for s in elf.segments() {
+        let outside = LayoutError::SegmentOutsideRam {
+            index: s.index,
+            start: s.ipa,
+            end: s.end(),
+            ram_base,
+            ram_end: ram_base.saturating_add(ram.len() as u64),
+        };
+        let contents = elf.contents(&s);
+        let target = s
+            .ipa
+            .checked_sub(ram_base)
+            .and_then(|o| usize::try_from(o).ok())
+            .and_then(|o| ram.get_mut(o..o.checked_add(contents.len())?))
+            .ok_or(outside)?;
+        target.copy_from_slice(contents);
+    }
+    Ok(())
 }
 
 /// Places `image` (and an initrd of `initrd_len` bytes, 0 for none, and the device tree) in
@@ -313,19 +516,7 @@ pub fn plan(
         fits(dtb, DTB_MAX).ok_or(dtb_too_far(dtb))?;
         (initrd, dtb)
     } else {
-        let dtb = after_image
-            .checked_add(DTB_GAP)
-            .and_then(|x| align_up(x, DTB_ALIGN))
-            .ok_or(dtb_too_far(u64::MAX))?;
-        let dtb_end = fits(dtb, DTB_MAX).ok_or(dtb_too_far(dtb))?;
-        let initrd = if initrd_len == 0 {
-            None
-        } else {
-            let start = align_up(dtb_end, PAGE).ok_or(initrd_too_far(u64::MAX))?;
-            let end = fits(start, initrd_len).ok_or(initrd_too_far(start))?;
-            Some((start, end))
-        };
-        (initrd, dtb)
+        place_after_image(after_image, ram_size, initrd_len)?
     };
 
     // Belt and braces: the placement above cannot produce overlaps, and this says so.
@@ -702,6 +893,270 @@ mod tests {
         );
         // A raw image needs no header at all.
         assert!(plan(MIB, b"\x00\x00\x00\x14", false, 0, 0, 0).is_ok());
+    }
+
+    mod elf_images {
+        use super::super::elf::testelf::{build, load, Seg};
+        use super::super::elf::{ElfError, PF_R, PF_W, PF_X};
+        use super::super::*;
+        use super::MIB;
+        extern crate std;
+        use std::string::ToString;
+        use std::vec;
+
+        const BASE: u64 = 0x8000_0000;
+        const RX: u32 = PF_R | PF_X;
+        const RW: u32 = PF_R | PF_W;
+
+        /// A test guest: stacks and .bss (NOBITS) at the base, text at +0x41000, rodata after.
+        fn guest() -> std::vec::Vec<u8> {
+            build(
+                &[
+                    load(BASE, &[], 0x4_08a0, RW),
+                    load(BASE + 0x4_1000, &[0x14; 0x100], 0x100, RX),
+                    load(BASE + 0x4_1100, &[0x55; 0x40], 0x40, PF_R),
+                ],
+                BASE + 0x4_1000,
+            )
+        }
+
+        #[test]
+        fn places_a_test_guest() {
+            let l = plan_elf(BASE, 16 * MIB, &guest(), 0).unwrap();
+            assert_eq!(
+                l,
+                GuestLayout {
+                    image_offset: 0,
+                    image_end: 0x4_1140,
+                    entry_offset: 0x4_1000,
+                    initrd: None,
+                    // 0x41140 + 64 KiB, rounded up to 64 KiB.
+                    dtb_offset: 0x6_0000,
+                    dtb_max: DTB_MAX,
+                },
+            );
+            let l = plan_elf(BASE, 16 * MIB, &guest(), 100).unwrap();
+            assert_eq!(l.dtb_offset, 0x6_0000);
+            assert_eq!(l.initrd, Some((0x7_0000, 0x7_0000 + 100)));
+        }
+
+        #[test]
+        fn bss_counts_for_the_device_tree() {
+            // The highest segment has 16 file bytes but 1 MiB of memory: the device tree goes
+            // after the memory, not after the file bytes.
+            let f = build(
+                &[load(0x4000_0000 + 0x1_0000, &[0xd5; 16], MIB, RX | PF_W)],
+                0x4001_0000,
+            );
+            let l = plan_elf(0x4000_0000, 64 * MIB, &f, 0).unwrap();
+            assert_eq!((l.image_offset, l.image_end), (0x1_0000, 0x11_0000));
+            assert_eq!(l.dtb_offset, 0x12_0000);
+            assert_eq!(l.entry_offset, 0x1_0000);
+        }
+
+        #[test]
+        fn segments_must_be_inside_ram() {
+            let outside = |segs: &[Seg], ram: u64| plan_elf(BASE, ram, &build(segs, BASE), 0);
+            // Below RAM.
+            assert_eq!(
+                outside(&[load(BASE - 0x1000, &[0; 4], 0x2000, RX)], MIB),
+                Err(LayoutError::SegmentOutsideRam {
+                    index: 0,
+                    start: BASE - 0x1000,
+                    end: BASE + 0x1000,
+                    ram_base: BASE,
+                    ram_end: BASE + MIB
+                })
+            );
+            // Past the end (by memsz only: file bytes fit).
+            assert_eq!(
+                outside(
+                    &[
+                        load(BASE, &[0; 4], 4, RX),
+                        load(BASE + MIB - 0x10, &[0; 4], 0x11, RW)
+                    ],
+                    MIB
+                ),
+                Err(LayoutError::SegmentOutsideRam {
+                    index: 1,
+                    start: BASE + MIB - 0x10,
+                    end: BASE + MIB + 1,
+                    ram_base: BASE,
+                    ram_end: BASE + MIB
+                })
+            );
+            // Exactly filling RAM is fine for the segment, but leaves no room for the DTB.
+            assert_eq!(
+                outside(&[load(BASE, &[0; 4], MIB, RX)], MIB),
+                Err(LayoutError::DtbDoesNotFit {
+                    start: MIB + DTB_GAP,
+                    ram: MIB
+                })
+            );
+            // A segment far above (an image linked for another RAM base).
+            assert!(matches!(
+                plan_elf(0x4000_0000, 256 * MIB, &guest(), 0),
+                Err(LayoutError::SegmentOutsideRam { index: 0, .. })
+            ));
+            // RAM at the top of the address space: nothing wraps.
+            let top = u64::MAX - MIB + 1;
+            let f = build(&[load(top, &[0; 4], 4, RX)], top);
+            assert_eq!(plan_elf(top, MIB, &f, 0).unwrap().dtb_offset, 0x2_0000);
+            let f = build(&[load(top, &[0; 4], MIB - 1, RX)], top);
+            assert!(matches!(
+                plan_elf(top, MIB, &f, 0),
+                Err(LayoutError::DtbDoesNotFit { .. })
+            ));
+        }
+
+        #[test]
+        fn segments_must_not_overlap() {
+            let f = build(
+                &[
+                    load(BASE, &[0; 0x100], 0x100, RX),
+                    load(BASE + 0x200, &[0; 4], 4, RW),
+                    load(BASE + 0xff, &[0; 4], 4, RW),
+                ],
+                BASE,
+            );
+            assert_eq!(
+                plan_elf(BASE, MIB, &f, 0),
+                Err(LayoutError::SegmentsOverlap {
+                    a: (0, BASE, BASE + 0x100),
+                    b: (2, BASE + 0xff, BASE + 0x103)
+                })
+            );
+            // bss overlapping the next segment's file bytes counts too.
+            let f = build(
+                &[
+                    load(BASE, &[0; 0x10], 0x1000, RX),
+                    load(BASE + 0x800, &[0; 4], 4, RW),
+                ],
+                BASE,
+            );
+            assert!(matches!(
+                plan_elf(BASE, MIB, &f, 0),
+                Err(LayoutError::SegmentsOverlap { .. })
+            ));
+            // Touching is not overlapping.
+            let f = build(
+                &[
+                    load(BASE, &[0; 0x10], 0x100, RX),
+                    load(BASE + 0x100, &[0; 4], 4, RW),
+                ],
+                BASE,
+            );
+            assert!(plan_elf(BASE, MIB, &f, 0).is_ok());
+        }
+
+        #[test]
+        fn entry_must_be_in_executable_contents() {
+            let segs = [
+                load(BASE, &[0; 0x100], 0x1000, RX),
+                load(BASE + 0x1000, &[0; 0x100], 0x100, RW),
+            ];
+            let plan = |entry| plan_elf(BASE, MIB, &build(&segs, entry), 0);
+            assert!(plan(BASE).is_ok());
+            assert!(plan(BASE + 0xfc).is_ok());
+            // In .bss, past the file bytes.
+            assert_eq!(
+                plan(BASE + 0x100),
+                Err(LayoutError::ElfEntryOutsideSegments {
+                    entry: BASE + 0x100
+                })
+            );
+            assert_eq!(
+                plan(BASE + 0x1004),
+                Err(LayoutError::ElfEntryNotExecutable {
+                    entry: BASE + 0x1004,
+                    index: 1
+                })
+            );
+            assert_eq!(
+                plan(0),
+                Err(LayoutError::ElfEntryOutsideSegments { entry: 0 })
+            );
+        }
+
+        #[test]
+        fn bad_files_and_initrds() {
+            assert_eq!(
+                plan_elf(BASE, MIB, b"\x7fELF", 0),
+                Err(LayoutError::Elf(ElfError::TooShort { len: 4 }))
+            );
+            assert_eq!(
+                plan_elf(BASE, MIB, &[0u8; 200], 0),
+                Err(LayoutError::Elf(ElfError::BadMagic))
+            );
+            // An initrd that does not fit after the device tree.
+            let l = plan_elf(BASE, MIB, &guest(), 0).unwrap();
+            assert!(matches!(
+                plan_elf(BASE, MIB, &guest(), MIB),
+                Err(LayoutError::InitrdDoesNotFit { start, .. }) if start == l.dtb_offset + DTB_MAX
+            ));
+        }
+
+        #[test]
+        fn loads_the_file_bytes_only() {
+            let f = guest();
+            let mut ram = vec![0u8; MIB as usize];
+            // Non-zero below: load_elf must not clear what is not its file contents.
+            ram[0x100] = 0xee;
+            load_elf(&mut ram, BASE, &f).unwrap();
+            assert_eq!(ram[0x100], 0xee);
+            assert!(ram[0x4_1000..0x4_1100].iter().all(|&b| b == 0x14));
+            assert!(ram[0x4_1100..0x4_1140].iter().all(|&b| b == 0x55));
+            assert!(ram[0x4_1140..].iter().all(|&b| b == 0));
+            // Out of bounds: refused, no panic.
+            let mut small = vec![0u8; 0x4_1100];
+            assert!(matches!(
+                load_elf(&mut small, BASE, &f),
+                Err(LayoutError::SegmentOutsideRam { index: 2, .. })
+            ));
+            assert!(matches!(
+                load_elf(&mut ram, BASE + 0x10_0000, &f),
+                Err(LayoutError::SegmentOutsideRam { index: 0, .. })
+            ));
+            assert!(load_elf(&mut ram, BASE, b"junk").is_err());
+        }
+
+        #[test]
+        fn messages() {
+            let m = |e: LayoutError| e.to_string();
+            assert_eq!(
+                m(LayoutError::SegmentOutsideRam {
+                    index: 1,
+                    start: 0x8000_0000,
+                    end: 0x8000_1000,
+                    ram_base: 0x4000_0000,
+                    ram_end: 0x5000_0000
+                }),
+                "ELF segment 1 (IPA 0x80000000..0x80001000) lies outside the VM's RAM \
+                 (0x40000000..0x50000000; set the RAM base and size to cover it)"
+            );
+            assert_eq!(
+                m(LayoutError::SegmentsOverlap {
+                    a: (0, 0x1000, 0x2000),
+                    b: (2, 0x1800, 0x1900)
+                }),
+                "ELF segments 0 (IPA 0x1000..0x2000) and 2 (IPA 0x1800..0x1900) overlap"
+            );
+            assert_eq!(
+                m(LayoutError::ElfEntryOutsideSegments { entry: 0x10 }),
+                "ELF entry point 0x10 is not inside the file contents of any PT_LOAD segment"
+            );
+            assert_eq!(
+                m(LayoutError::ElfEntryNotExecutable {
+                    entry: 0x10,
+                    index: 3
+                }),
+                "ELF entry point 0x10 is in segment 3, which is not executable"
+            );
+            assert_eq!(
+                m(LayoutError::Elf(ElfError::BadMagic)),
+                "bad ELF file: no \"\\x7fELF\" magic at offset 0"
+            );
+        }
     }
 
     #[test]

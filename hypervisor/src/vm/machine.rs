@@ -233,14 +233,23 @@ impl Vm {
     ) -> Result<&'static Vm, CreateError> {
         let vmid = u16::try_from(id).map_err(|_| CreateError::TooManyVms)?;
         // Everything about the image is checked before anything is allocated.
-        let layout = layout::plan(
-            spec.ram_size,
-            spec.image,
-            spec.flags.linux(),
-            spec.load_offset,
-            spec.entry_offset,
-            spec.initrd.len() as u64,
-        )
+        let layout = if spec.flags.elf() {
+            layout::plan_elf(
+                spec.ipa_base,
+                spec.ram_size,
+                spec.image,
+                spec.initrd.len() as u64,
+            )
+        } else {
+            layout::plan(
+                spec.ram_size,
+                spec.image,
+                spec.flags.linux(),
+                spec.load_offset,
+                spec.entry_offset,
+                spec.initrd.len() as u64,
+            )
+        }
         .map_err(CreateError::Layout)?;
         let with_platform = spec.flags.platform();
         let dtb = build_dtb(&spec, &layout, with_platform)?;
@@ -354,8 +363,15 @@ impl Vm {
     /// says.
     fn load_image(&self) {
         let ram = ram_bytes(self.ram.pa, self.ram.size);
-        let load = self.layout.image_offset as usize;
-        ram[load..load + self.spec.image.len()].copy_from_slice(self.spec.image);
+        if self.spec.flags.elf() {
+            // Each segment's file bytes (`.bss` is the zeroed RAM). `plan_elf` accepted them.
+            if let Err(e) = layout::load_elf(ram, self.ram.ipa, self.spec.image) {
+                log::error!("VM {}: loading its ELF image: {e}", self.name);
+            }
+        } else {
+            let load = self.layout.image_offset as usize;
+            ram[load..load + self.spec.image.len()].copy_from_slice(self.spec.image);
+        }
         if let Some((start, end)) = self.layout.initrd {
             ram[start as usize..end as usize].copy_from_slice(self.spec.initrd);
         }

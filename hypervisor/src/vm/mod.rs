@@ -5,6 +5,7 @@
 //! on memory that has been handed to someone else.
 
 pub mod layout;
+pub use layout::elf;
 pub mod mmio;
 pub mod psci_rules;
 pub mod ram;

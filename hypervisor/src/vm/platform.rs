@@ -11,7 +11,7 @@ use super::{Vcpu, Vm};
 use crate::arch::vcpu_if;
 use crate::devices::pl011::{Pl011, PL011_SIZE};
 use crate::dt::guest_fdt::{GuestGic, GuestPlatform};
-use crate::vgic::{self, Effects, LrEntry, Vgic, VgicConfig, VgicVersion};
+use crate::vgic::{self, Effects, Vgic, VgicConfig, VgicVersion};
 use spin::Mutex;
 
 /// Where the PL011 is in every VM's IPA space, and its SPI (INTID 32 + 1), as on QEMU virt.
@@ -55,13 +55,7 @@ impl Platform {
 
     /// Back to the power-on state (SYSTEM_RESET).
     pub fn reset(&self) {
-        let mut vgic = self.vgic.lock();
-        let cfg = VgicConfig {
-            vcpus: vgic.vcpus(),
-            spis: vgic.spis(),
-            version: vgic.version(),
-        };
-        *vgic = Vgic::new(cfg);
+        self.vgic.lock().reset();
         *self.uart.lock() = Self::new_uart();
     }
 
@@ -220,54 +214,73 @@ pub fn kick(vm: &Vm, effects: Effects) {
 /// First step of every exit that may change interrupt state: what the guest did with its list
 /// registers since it was last entered (acknowledged, finished) goes into the vGIC model,
 /// before anything of this exit (an injection, an emulated GIC access) changes the model.
+/// Only the list registers the model filled are looked at, and only those the hardware does
+/// not report empty are read.
 pub fn sync_list_registers(vcpu: &Vcpu) {
     let Some(p) = vcpu.vm.platform.as_ref() else {
         return;
     };
-    let n = vcpu_if::lr_count();
-    let mut current: heapless::Vec<LrEntry, { vcpu_if::MAX_LRS }> = heapless::Vec::new();
-    for i in 0..n {
-        let _ = current.push(vcpu_if::read_lr(i));
+    let mut vgic = p.vgic.lock();
+    if vgic.lrs_in_use(vcpu.index) == 0 {
+        return;
     }
-    p.vgic.lock().sync_list_registers(vcpu.index, &current);
+    let empty = vcpu_if::empty_lrs();
+    let effects = vgic.sync_list_registers(vcpu.index, |n| {
+        (empty & (1 << n) == 0).then(|| vcpu_if::read_lr(n))
+    });
+    drop(vgic);
+    if effects != Effects::default() {
+        kick(vcpu.vm, effects);
+    }
 }
 
 /// Last step before entering a vCPU: its list registers get what the model says should be
-/// there (what is still in flight, then the highest-priority pending interrupts), and if more
-/// is pending than fits, a maintenance interrupt is requested for when room appears. Only
-/// valid after `sync_list_registers` in the same exit (or after loading the vCPU, whose saved
-/// list registers the model has already seen).
+/// there (what is still in flight, then the highest-priority pending interrupts); only those
+/// that change are written. If more is pending than fits, a maintenance interrupt is requested
+/// for when room appears. Only valid after `sync_list_registers` in the same exit (or after
+/// loading the vCPU, whose saved list registers the model has already seen).
 pub fn fill_list_registers(vcpu: &Vcpu) {
     let Some(p) = vcpu.vm.platform.as_ref() else {
         return;
     };
-    let n = vcpu_if::lr_count();
-    let mut vgic = p.vgic.lock();
-    let fill = vgic.fill_list_registers(vcpu.index, n);
-    for i in 0..n {
-        vcpu_if::write_lr(i, fill.get(i));
-    }
-    let more = vgic.has_pending(vcpu.index);
-    drop(vgic);
-    let hcr = vcpu_if::HCR_EN | if more { vcpu_if::HCR_NPIE } else { 0 };
+    let filled = p
+        .vgic
+        .lock()
+        .fill_list_registers(vcpu.index, vcpu_if::lr_count(), vcpu_if::write_lr);
+    let hcr = vcpu_if::HCR_EN | if filled.more { vcpu_if::HCR_NPIE } else { 0 };
     vcpu_if::set_hcr(hcr);
+    if filled.kick != Effects::default() {
+        kick(vcpu.vm, filled.kick);
+    }
 }
 
 /// The physical virtual-timer interrupt fired while `vcpu` ran: hand it to the guest as its
 /// PPI 27, hardware-linked so that the guest's deactivation also deactivates the physical
-/// interrupt (which stays active, and so silent, until then). False if the VM has no
-/// interrupt controller to take it (the caller then masks it at the timer: nothing in that VM
-/// could ever acknowledge it).
+/// interrupt (which stays active, and so silent, until then). This is the whole of the exit's
+/// interrupt work, list registers included: in the usual case (nothing else in flight) the
+/// model's short path (`Vgic::refire_hw`) writes the one list register; otherwise the general
+/// path syncs, injects and fills. False if the VM has no interrupt controller to take it (the
+/// caller then masks it at the timer: nothing in that VM could ever acknowledge it).
 pub fn virtual_timer_fired(vcpu: &Vcpu) -> bool {
-    match vcpu.vm.platform.as_ref() {
-        Some(p) => {
-            // Only the vCPU that owns the timer is concerned, and it is the current one.
-            let _ = p
-                .vgic
-                .lock()
-                .inject_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID);
-            true
-        }
-        None => false,
+    let Some(p) = vcpu.vm.platform.as_ref() else {
+        return false;
+    };
+    let mut vgic = p.vgic.lock();
+    if let Some((n, entry)) =
+        vgic.refire_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID, vcpu_if::empty_lrs)
+    {
+        vcpu_if::write_lr(n, Some(&entry));
+        drop(vgic);
+        vcpu_if::set_hcr(vcpu_if::HCR_EN);
+        return true;
     }
+    drop(vgic);
+    sync_list_registers(vcpu);
+    // Only the vCPU that owns the timer is concerned, and it is the current one: no kick.
+    let _ = p
+        .vgic
+        .lock()
+        .inject_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID);
+    fill_list_registers(vcpu);
+    true
 }

@@ -660,8 +660,16 @@ fn bad_vm_args_cases_and_judging() {
     let corrupt = cases.iter().find(|c| c.name == "corrupt_kernel").unwrap();
     assert_eq!(
         corrupt.args,
-        ["run", "--vm", "kernel=/tmp/x/corrupt-Image,name=bad"]
+        [
+            "run",
+            "--vm",
+            "kernel=/tmp/x/corrupt-Image,name=bad,format=linux"
+        ]
     );
+    // Without `format=`, the corrupt file's format is not guessed; the ELF files are ELF.
+    assert!(cases
+        .iter()
+        .any(|c| c.name == "undetectable_format" && c.args[2] == "kernel=/tmp/x/corrupt-Image"));
     // The written files are what the cases say.
     let contents = BadArgsFiles::contents();
     let get = |n: &str| &contents.iter().find(|(f, _)| *f == n).unwrap().1;
@@ -685,6 +693,14 @@ fn bad_vm_args_cases_and_judging() {
         64 * MIB
     );
     assert!(layout::plan(2 * MIB, get("small-Image"), true, 0, 0, 0).is_ok());
+    assert_eq!(crate::formats::detect(get("corrupt-Image")), None);
+    assert_eq!(crate::formats::detect(get("truncated-Image")), None);
+    for elf in ["outside-ram.elf", "overlapping.elf", "truncated.elf"] {
+        assert_eq!(
+            crate::formats::detect(get(elf)),
+            Some(crate::formats::ImageFormat::Elf)
+        );
+    }
 
     assert_eq!(
         judge_bad_args(Some(2), "xtask: error: boom\n", "boom"),

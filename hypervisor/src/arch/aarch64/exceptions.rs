@@ -4,7 +4,7 @@
 //! guest does that the hypervisor does not emulate stops that VM (with a `#HV vm-fault` record)
 //! and never the hypervisor.
 
-use super::vectors::{CrashFrame, GuestRegs, HvcExit};
+use super::vectors::{CrashFrame, GuestRegs, PartialExit};
 use super::{gic, percpu};
 use crate::hypercall::{self, Action};
 use crate::vm::platform::{self, MmioOutcome};
@@ -77,36 +77,48 @@ fn stop_for_fault(vcpu: &Vcpu, esr: u64, access: &str, ipa: u64) {
 /// re-check whether another vCPU stopped the VM meanwhile: the preemption tick does, within
 /// one time slice.
 #[no_mangle]
-extern "C" fn handle_guest_hvc(regs: *mut GuestRegs) -> HvcExit {
+extern "C" fn handle_guest_hvc(regs: *mut GuestRegs) -> PartialExit {
     // SAFETY: `regs` is the loaded vCPU's register area; this CPU is its only user. Only x0..x7
     // are read and x0..x3 written.
     let x = unsafe { &mut (*regs).x };
     if hypercall::answer_constant_query(x) {
-        return HvcExit { resume: regs, regs };
+        return resume(regs);
     }
     serve_hvc(regs)
 }
 
 #[inline(never)]
-fn serve_hvc(regs: *mut GuestRegs) -> HvcExit {
+fn serve_hvc(regs: *mut GuestRegs) -> PartialExit {
     // SAFETY: as in `handle_guest_hvc`; `regs` is the first field of its `Vcpu` (both
     // `repr(C)`).
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
     match hypercall::handle(vcpu, x, Conduit::Hvc) {
-        Action::Resume => HvcExit { resume: regs, regs },
-        _ => HvcExit {
-            resume: core::ptr::null_mut(),
-            regs,
-        },
+        Action::Resume => resume(regs),
+        _ => end_turn(regs),
     }
 }
 
-/// The end of a hypercall that yields or stops its caller, once its registers are complete.
+/// The end of a partial exit (a hypercall, an interrupt) that ends its vCPU's turn, once its
+/// registers are complete. (An interrupt exit has synced the list registers already; syncing
+/// again before the guest ran changes nothing.)
 #[no_mangle]
-extern "C" fn handle_guest_hvc_reschedule() -> *mut GuestRegs {
+extern "C" fn handle_guest_reschedule() -> *mut GuestRegs {
     platform::sync_list_registers(current_vcpu());
     reschedule()
+}
+
+/// A partial exit that resumes its vCPU.
+fn resume(regs: *mut GuestRegs) -> PartialExit {
+    PartialExit { resume: regs, regs }
+}
+
+/// A partial exit that ends its vCPU's turn (`handle_guest_reschedule` follows).
+fn end_turn(regs: *mut GuestRegs) -> PartialExit {
+    PartialExit {
+        resume: core::ptr::null_mut(),
+        regs,
+    }
 }
 
 /// Every other synchronous exit, with all 31 registers saved.
@@ -216,27 +228,35 @@ fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
 
 /// A physical interrupt while a guest ran: the preemption tick (ends the time slice), the
 /// guest's virtual timer (handed to it), a kick from another CPU or a vGIC maintenance
-/// interrupt (both only mean: bring the list registers up to date).
+/// interrupt (both only mean: bring the list registers up to date). A partial exit, as for a
+/// hypercall: only x0..x18 and x30 are in `regs`.
 #[no_mangle]
-extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> *mut GuestRegs {
-    // SAFETY: as for `handle_guest_sync`.
+extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> PartialExit {
+    // SAFETY: `regs` is the loaded vCPU's register area, the first field of its `Vcpu`; this
+    // CPU is its only user. x19..x29 are not there yet, and not read.
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let intid = gic::acknowledge();
     if intid >= gic::SPURIOUS {
-        return regs;
+        return resume(regs);
+    }
+    if intid == platform::VTIMER_INTID {
+        // Left active: the guest's deactivation of its virtual PPI 27 (hardware-linked)
+        // deactivates it, so it cannot fire again before the guest has handled it.
+        gic::priority_drop(intid);
+        // Syncs and fills the list registers itself (the short path of docs/benchmarks.md).
+        if !platform::virtual_timer_fired(vcpu) {
+            super::mask_virtual_timer();
+            gic::deactivate(intid);
+        }
+        return if vcpu.vm.is_running() {
+            resume(regs)
+        } else {
+            end_turn(regs)
+        };
     }
     platform::sync_list_registers(vcpu);
     let mut tick = false;
     match intid {
-        platform::VTIMER_INTID => {
-            // Left active: the guest's deactivation of its virtual PPI 27 (hardware-linked)
-            // deactivates it, so it cannot fire again before the guest has handled it.
-            gic::priority_drop(intid);
-            if !platform::virtual_timer_fired(vcpu) {
-                super::mask_virtual_timer();
-                gic::deactivate(intid);
-            }
-        }
         super::KICK_SGI | super::MAINTENANCE_INTID => gic::end_of_interrupt(intid),
         _ if Some(intid) == super::console_intid() => {
             super::console::handle_input();
@@ -254,14 +274,14 @@ extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> *mut GuestRegs {
         }
     }
     if tick || !vcpu.vm.is_running() {
-        return reschedule();
+        return end_turn(regs);
     }
     platform::fill_list_registers(vcpu);
-    regs
+    resume(regs)
 }
 
 #[no_mangle]
-extern "C" fn handle_guest_fiq(regs: *mut GuestRegs) -> *mut GuestRegs {
+extern "C" fn handle_guest_fiq(regs: *mut GuestRegs) -> PartialExit {
     handle_guest_irq(regs)
 }
 

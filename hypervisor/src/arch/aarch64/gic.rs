@@ -7,8 +7,10 @@
 //! CPU interface (ICH_*/GICH): that belongs to the vGIC (Linux guest issue).
 
 use crate::dt::hwinfo::{GicInfo, GicVersion};
+use super::percpu::{self, MAX_CPUS};
 use aarch64_cpu::asm::barrier;
 use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::ptr::{read_volatile, write_volatile};
 
 /// INTIDs 1020..1023 are special (spurious); anything at or above is not an interrupt
@@ -16,6 +18,18 @@ use core::ptr::{read_volatile, write_volatile};
 pub const SPURIOUS: u32 = 1020;
 
 static GIC: spin::Once<GicInfo> = spin::Once::new();
+
+/// How this CPU reaches its CPU interface: `CPU_IF_NONE` before `init`, `CPU_IF_SYSREGS` on a
+/// GICv3, else the GICv2 GICC frame's address. A plain atomic rather than `GIC`'s `Once`: every
+/// guest interrupt reads it (acknowledge, priority drop), on the hot paths of
+/// docs/benchmarks.md.
+static CPU_IF: AtomicU64 = AtomicU64::new(CPU_IF_NONE);
+const CPU_IF_NONE: u64 = 0;
+const CPU_IF_SYSREGS: u64 = 1;
+
+/// Each CPU's private-interrupt register bank (`private_bank`), found once by `init_cpu`
+/// rather than by walking the redistributors on every vCPU switch; 0 if none.
+static PRIVATE_BANK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn mmio_read(addr: u64) -> u32 {
     // SAFETY: `addr` is a GIC register inside a region of the device tree's GIC node, mapped
@@ -71,6 +85,12 @@ const PRIORITY_MASK_ALL: u32 = 0xff;
 /// Global set-up: the distributor. Boot CPU, once.
 pub fn init(info: GicInfo) {
     let gic = *GIC.call_once(|| info);
+    let cpu_if = match (gic.version, gic.cpu_interface) {
+        (GicVersion::V3, _) => CPU_IF_SYSREGS,
+        (GicVersion::V2, Some(c)) => c.base,
+        (GicVersion::V2, None) => CPU_IF_NONE,
+    };
+    CPU_IF.store(cpu_if, Ordering::Relaxed);
     let d = gic.distributor.base;
     match gic.version {
         GicVersion::V3 => {
@@ -86,6 +106,8 @@ pub fn init(info: GicInfo) {
 /// Per-CPU set-up: this CPU's redistributor or CPU interface. Each CPU, after `init`.
 pub fn init_cpu(mpidr: u64) {
     let Some(gic) = GIC.get() else { return };
+    let bank = find_private_bank(gic, mpidr).unwrap_or(0);
+    PRIVATE_BANK[percpu::current().index()].store(bank, Ordering::Relaxed);
     match gic.version {
         GicVersion::V3 => {
             if let Some(rd) = redistributor_of(gic, mpidr) {
@@ -212,28 +234,28 @@ fn set_group(version: GicVersion, igroupr: u64, bit: u32) {
 
 /// Acknowledges the highest-priority pending interrupt; `SPURIOUS` or above if none.
 pub fn acknowledge() -> u32 {
-    match GIC.get().map(|g| (g.version, g.cpu_interface)) {
-        Some((GicVersion::V3, _)) => {
+    match CPU_IF.load(Ordering::Relaxed) {
+        CPU_IF_SYSREGS => {
             let intid: u64;
             // SAFETY: reading ICC_IAR1_EL1 acknowledges an interrupt of this CPU's interface.
             unsafe { asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
             intid as u32
         }
-        Some((GicVersion::V2, Some(c))) => mmio_read(c.base + GICC_IAR) & 0x3ff,
-        _ => SPURIOUS,
+        CPU_IF_NONE => SPURIOUS,
+        gicc => mmio_read(gicc + GICC_IAR) & 0x3ff,
     }
 }
 
 /// Drops the running priority of an interrupt returned by `acknowledge`, leaving it active
 /// (EOImode 1): enough when a guest will deactivate it through a hardware-linked list register.
 pub fn priority_drop(intid: u32) {
-    match GIC.get().map(|g| (g.version, g.cpu_interface)) {
-        Some((GicVersion::V3, _)) => {
+    match CPU_IF.load(Ordering::Relaxed) {
+        CPU_IF_SYSREGS => {
             // SAFETY: priority drop of an interrupt this CPU acknowledged.
             unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) intid as u64, options(nostack)) }
         }
-        Some((GicVersion::V2, Some(c))) => mmio_write(c.base + GICC_EOIR, intid),
-        _ => {}
+        CPU_IF_NONE => {}
+        gicc => mmio_write(gicc + GICC_EOIR, intid),
     }
 }
 
@@ -245,35 +267,42 @@ pub fn end_of_interrupt(intid: u32) {
 
 /// Deactivates an interrupt whose priority was dropped.
 pub fn deactivate(intid: u32) {
-    match GIC.get().map(|g| (g.version, g.cpu_interface)) {
-        Some((GicVersion::V3, _)) => {
+    match CPU_IF.load(Ordering::Relaxed) {
+        CPU_IF_SYSREGS => {
             // SAFETY: deactivates an interrupt this CPU acknowledged.
             unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) intid as u64, options(nostack)) }
         }
-        Some((GicVersion::V2, Some(c))) => mmio_write(c.base + GICC_DIR, intid),
-        _ => {}
+        CPU_IF_NONE => {}
+        gicc => mmio_write(gicc + GICC_DIR, intid),
     }
 }
 
-/// The private-interrupt register bank of this CPU: its redistributor's SGI frame (v3) or the
-/// distributor's banked registers (v2).
-fn private_bank(mpidr: u64) -> Option<u64> {
-    let gic = GIC.get()?;
+/// The private-interrupt register bank of the CPU `mpidr`: its redistributor's SGI frame (v3)
+/// or the distributor's banked registers (v2).
+fn find_private_bank(gic: &GicInfo, mpidr: u64) -> Option<u64> {
     match gic.version {
         GicVersion::V3 => redistributor_of(gic, mpidr).map(|rd| rd + GICR_SGI_BASE),
         GicVersion::V2 => Some(gic.distributor.base),
     }
 }
 
+/// This CPU's private-interrupt register bank, if it has one.
+fn private_bank() -> Option<u64> {
+    match PRIVATE_BANK[percpu::current().index()].load(Ordering::Relaxed) {
+        0 => None,
+        bank => Some(bank),
+    }
+}
+
 /// Whether private interrupt `intid` is active on this CPU.
-pub fn ppi_active(intid: u32, mpidr: u64) -> bool {
-    private_bank(mpidr).is_some_and(|b| mmio_read(b + GICD_ISACTIVER) & (1 << intid) != 0)
+pub fn ppi_active(intid: u32) -> bool {
+    private_bank().is_some_and(|b| mmio_read(b + GICD_ISACTIVER) & (1 << intid) != 0)
 }
 
 /// Sets or clears the active state of private interrupt `intid` on this CPU (a vCPU switch
 /// carries the virtual timer's active state with the vCPU).
-pub fn set_ppi_active(intid: u32, mpidr: u64, active: bool) {
-    if let Some(b) = private_bank(mpidr) {
+pub fn set_ppi_active(intid: u32, active: bool) {
+    if let Some(b) = private_bank() {
         let reg = if active {
             GICD_ISACTIVER
         } else {

@@ -159,6 +159,7 @@ pub const MAINTENANCE_INTID: u32 = 25;
 fn init_cpu_interrupts(mpidr: u64) {
     if let Some(&intid) = PREEMPT_INTID.get() {
         gic::init_cpu(mpidr);
+        vcpu_if::init_cpu();
         gic::enable_ppi(KICK_SGI, mpidr);
         gic::enable_ppi(crate::vm::platform::VTIMER_INTID, mpidr);
         gic::enable_ppi(MAINTENANCE_INTID, mpidr);
@@ -251,7 +252,7 @@ pub unsafe fn load_vcpu(vcpu: &Vcpu) {
     // The virtual timer interrupt this vCPU had not finished with stays active, so that its
     // hardware-linked list register still matches the physical state.
     if ctx.vtimer_active {
-        gic::set_ppi_active(crate::vm::platform::VTIMER_INTID, this_mpidr(), true);
+        gic::set_ppi_active(crate::vm::platform::VTIMER_INTID, true);
     }
     ELR_EL2.set(ctx.elr);
     SPSR_EL2.set(ctx.spsr);
@@ -273,9 +274,9 @@ pub unsafe fn unload_vcpu(vcpu: &Vcpu) {
     ctx.vif.save();
     CNTV_CTL_EL0.set(0);
     let vtimer = crate::vm::platform::VTIMER_INTID;
-    ctx.vtimer_active = gic::ppi_active(vtimer, this_mpidr());
+    ctx.vtimer_active = gic::ppi_active(vtimer);
     if ctx.vtimer_active {
-        gic::set_ppi_active(vtimer, this_mpidr(), false);
+        gic::set_ppi_active(vtimer, false);
     }
 }
 

@@ -7,11 +7,17 @@
 //! and reading and writing list registers. The guest talks to its virtual CPU interface
 //! directly (GICv3: ICC_* at EL1 reach ICV_* since HCR_EL2.IMO = 1; GICv2: the GICV frame is
 //! mapped at its GICC address), so acknowledging and ending virtual interrupts costs no trap.
+//!
+//! Only list registers that hold something are moved: ICH_ELRSR_EL2 / GICH_ELRSR0 name the
+//! empty ones. Between an unload and the next load every list register of the CPU is empty
+//! (`save` empties those it saved, `init_cpu` empties all at boot), so `load` writes only
+//! those the incoming vCPU had in use.
 
 use crate::dt::hwinfo::{GicVersion, Region};
 use crate::vgic::{lr_from_gich, lr_from_ich, lr_to_gich, lr_to_ich, LrEntry};
 use aarch64_cpu::registers::*;
-use core::arch::asm;
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::ptr::{read_volatile, write_volatile};
 
 /// The architecture allows up to 16 list registers (GICv2: 64, of which we use 16).
@@ -21,6 +27,8 @@ pub const MAX_LRS: usize = 16;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VcpuIfState {
     pub lrs: [u64; MAX_LRS],
+    /// The list registers that held something (the others are empty, whatever `lrs` says).
+    pub live: u16,
     pub vmcr: u64,
     pub ap1r0: u64,
     pub ap0r0: u64,
@@ -37,29 +45,30 @@ pub const HCR_NPIE: u64 = 1 << 3;
 const GICH_HCR: u64 = 0x0;
 const GICH_VTR: u64 = 0x4;
 const GICH_VMCR: u64 = 0x8;
+const GICH_ELRSR0: u64 = 0x30;
 const GICH_APR: u64 = 0xf0;
 const GICH_LR0: u64 = 0x100;
 
-enum Interface {
-    SysRegs,
-    Mmio(u64),
-}
-
-static INTERFACE: spin::Once<Interface> = spin::Once::new();
-static LR_COUNT: spin::Once<usize> = spin::Once::new();
+/// The GICH frame's address on a GICv2 host; 0 on a GICv3 host (system registers). A plain
+/// atomic rather than a `Once`: it is read on every list register access, on the hot paths
+/// of docs/benchmarks.md, and written once at boot before any vCPU is loaded.
+static GICH_BASE: AtomicU64 = AtomicU64::new(0);
+/// ICH_VTR_EL2.ListRegs + 1 (GICH_VTR.ListRegs + 1), at most `MAX_LRS`; 0 until known.
+static LR_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Selects the interface from the host's GIC. Boot CPU, once, before any vCPU is loaded.
 pub fn init(version: GicVersion, hyp_interface: Option<Region>) {
-    INTERFACE.call_once(|| match (version, hyp_interface) {
-        (GicVersion::V2, Some(gich)) => Interface::Mmio(gich.base),
-        _ => Interface::SysRegs,
-    });
+    if let (GicVersion::V2, Some(gich)) = (version, hyp_interface) {
+        GICH_BASE.store(gich.base, Ordering::Relaxed);
+    }
+    LR_COUNT.store(read_lr_count(), Ordering::Relaxed);
 }
 
+#[inline(always)]
 fn gich() -> Option<u64> {
-    match INTERFACE.get() {
-        Some(Interface::Mmio(base)) => Some(*base),
-        _ => None,
+    match GICH_BASE.load(Ordering::Relaxed) {
+        0 => None,
+        base => Some(base),
     }
 }
 
@@ -73,41 +82,122 @@ fn mmio_write(addr: u64, value: u32) {
     unsafe { write_volatile(addr as *mut u32, value) }
 }
 
-/// How many list registers this CPU has (ICH_VTR_EL2.ListRegs + 1, GICH_VTR.ListRegs + 1).
-pub fn lr_count() -> usize {
-    *LR_COUNT.call_once(|| {
-        let n = match gich() {
-            Some(base) => (mmio_read(base + GICH_VTR) & 0x3f) as usize + 1,
-            None => ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1,
-        };
-        n.min(MAX_LRS)
-    })
-}
-
-macro_rules! ich_lr_access {
-    ($($n:literal => $reg:ident),*) => {
-        fn read_ich_lr(n: usize) -> u64 {
-            match n {
-                $($n => $reg.get(),)*
-                _ => 0,
-            }
-        }
-
-        fn write_ich_lr(n: usize, value: u64) {
-            match n {
-                $($n => $reg.set(value),)*
-                _ => {}
-            }
-        }
+fn read_lr_count() -> usize {
+    let n = match gich() {
+        Some(base) => (mmio_read(base + GICH_VTR) & 0x3f) as usize + 1,
+        None => ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1,
     };
+    n.min(MAX_LRS)
 }
 
-ich_lr_access!(0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2,
-    4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2,
-    8 => ICH_LR8_EL2, 9 => ICH_LR9_EL2, 10 => ICH_LR10_EL2, 11 => ICH_LR11_EL2,
-    12 => ICH_LR12_EL2, 13 => ICH_LR13_EL2, 14 => ICH_LR14_EL2, 15 => ICH_LR15_EL2);
+/// How many list registers this CPU has (ICH_VTR_EL2.ListRegs + 1, GICH_VTR.ListRegs + 1).
+#[inline]
+pub fn lr_count() -> usize {
+    match LR_COUNT.load(Ordering::Relaxed) {
+        0 => {
+            let n = read_lr_count();
+            LR_COUNT.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
+}
+
+/// The list registers this CPU has, as a mask.
+fn all_lrs() -> u16 {
+    ((1u32 << lr_count()) - 1) as u16
+}
+
+/// The list registers that hold no interrupt, as a mask (ICH_ELRSR_EL2, IHI 0069 §12.4.5;
+/// GICH_ELRSR0, IHI 0048B §5.3.6). An Invalid entry that still asks for an EOI maintenance
+/// interrupt does not count as empty. Bits of list registers the CPU does not have are 0
+/// (RES0 in both).
+#[inline]
+pub fn empty_lrs() -> u16 {
+    match gich() {
+        Some(base) => mmio_read(base + GICH_ELRSR0) as u16,
+        None => {
+            let v: u64;
+            // SAFETY: reading ICH_ELRSR_EL2 (S3_4_C12_C11_5) at EL2 has no side effect.
+            unsafe { asm!("mrs {}, S3_4_C12_C11_5", out(reg) v, options(nomem, nostack)) };
+            v as u16
+        }
+    }
+}
+
+/// Empties every list register and disables the virtual CPU interface: this CPU's state at
+/// boot, which the architecture leaves UNKNOWN. Each CPU, before it loads a vCPU.
+pub fn init_cpu() {
+    for n in 0..lr_count() {
+        write_lr_raw(n, 0);
+    }
+    set_hcr(0);
+}
+
+/// The set bits of `mask`, lowest first.
+fn lr_bits(mask: u16) -> impl Iterator<Item = usize> {
+    (0..MAX_LRS).filter(move |&n| mask & (1 << n) != 0)
+}
+
+// ICH_LR<n>_EL2 is a different system register for each n: two tables of 16 two-instruction
+// entries (the access, `ret`), entered at 8 × n. Cheaper than a `match` on n, which compiles
+// to a bounds check and a jump table; the list register accesses are on the hot paths.
+// ICH_LR<n>_EL2 is S3_4_C12_C12_<n> for n < 8 and S3_4_C12_C13_<n - 8> above.
+global_asm!(
+    r#"
+    .section .text.ich_lr, "ax"
+    .balign 8
+hv_ich_lr_read_table:
+    .irp crm, 12, 13
+    .irp op2, 0, 1, 2, 3, 4, 5, 6, 7
+    mrs     x0, S3_4_C12_C\crm\()_\op2
+    ret
+    .endr
+    .endr
+    .balign 8
+hv_ich_lr_write_table:
+    .irp crm, 12, 13
+    .irp op2, 0, 1, 2, 3, 4, 5, 6, 7
+    msr     S3_4_C12_C\crm\()_\op2, x1
+    ret
+    .endr
+    .endr
+
+    // x0 = n (0..15): x0 = ICH_LR<n>_EL2.
+    .global hv_ich_lr_read
+hv_ich_lr_read:
+    adr     x9, hv_ich_lr_read_table
+    add     x9, x9, x0, lsl #3
+    br      x9
+
+    // x0 = n (0..15), x1 = value: ICH_LR<n>_EL2 = x1.
+    .global hv_ich_lr_write
+hv_ich_lr_write:
+    adr     x9, hv_ich_lr_write_table
+    add     x9, x9, x0, lsl #3
+    br      x9
+"#
+);
+
+extern "C" {
+    fn hv_ich_lr_read(n: usize) -> u64;
+    fn hv_ich_lr_write(n: usize, value: u64);
+}
+
+fn read_ich_lr(n: usize) -> u64 {
+    // SAFETY: `n` is cut to 0..15, an entry of the table; the entry only reads the register
+    // (and clobbers x9, which the C ABI lets it).
+    unsafe { hv_ich_lr_read(n % MAX_LRS) }
+}
+
+fn write_ich_lr(n: usize, value: u64) {
+    // SAFETY: as for `read_ich_lr`; writing a list register only affects the virtual CPU
+    // interface of the vCPU being entered.
+    unsafe { hv_ich_lr_write(n % MAX_LRS, value) }
+}
 
 /// List register `n` in its hardware encoding.
+#[inline]
 fn read_lr_raw(n: usize) -> u64 {
     match gich() {
         Some(base) => mmio_read(base + GICH_LR0 + 4 * n as u64) as u64,
@@ -115,6 +205,7 @@ fn read_lr_raw(n: usize) -> u64 {
     }
 }
 
+#[inline]
 fn write_lr_raw(n: usize, value: u64) {
     match gich() {
         Some(base) => mmio_write(base + GICH_LR0 + 4 * n as u64, value as u32),
@@ -157,10 +248,12 @@ impl VcpuIfState {
         }
     }
 
+    /// Saves the loaded vCPU's interface and leaves it empty and disabled.
     pub fn save(&mut self) {
-        let n = lr_count();
-        for (i, lr) in self.lrs.iter_mut().enumerate().take(n) {
-            *lr = read_lr_raw(i);
+        self.live = !empty_lrs() & all_lrs();
+        for n in lr_bits(self.live) {
+            self.lrs[n] = read_lr_raw(n);
+            write_lr_raw(n, 0);
         }
         match gich() {
             Some(base) => {
@@ -179,10 +272,10 @@ impl VcpuIfState {
         set_hcr(0);
     }
 
+    /// Loads a vCPU's interface into a CPU whose list registers are all empty.
     pub fn load(&self) {
-        let n = lr_count();
-        for (i, &lr) in self.lrs.iter().enumerate().take(n) {
-            write_lr_raw(i, lr);
+        for n in lr_bits(self.live) {
+            write_lr_raw(n, self.lrs[n]);
         }
         match gich() {
             Some(base) => {

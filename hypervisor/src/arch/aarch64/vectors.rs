@@ -7,10 +7,11 @@
 //! field is the stack top). The handler returns the register area of the vCPU to resume, which
 //! may be another vCPU's: that is a vCPU switch.
 //!
-//! Hypercalls (HVC64, the hot path) save only what the handler may clobber: the AAPCS64
-//! caller-saved registers x0..x18 and x30. The guest's x19..x29 stay live in the CPU, preserved
-//! by the handler as the procedure call standard requires, and are stored only if the call ends
-//! in a vCPU switch. Every other exit saves all 31 registers before any Rust runs.
+//! Hypercalls (HVC64) and interrupts (IRQ, FIQ), the hot paths, save only what the handler may
+//! clobber: the AAPCS64 caller-saved registers x0..x18 and x30. The guest's x19..x29 stay live
+//! in the CPU, preserved by the handler as the procedure call standard requires, and are stored
+//! only if the exit ends in a vCPU switch (`exit_return`). Every other exit saves all 31
+//! registers before any Rust runs.
 //!
 //! Exceptions taken from EL2 itself are hypervisor bugs: they print a crash report and halt.
 //! `ELR_EL2`/`SPSR_EL2` are not saved here: they stay live in their registers unless the
@@ -40,6 +41,26 @@ pub struct CrashFrame {
 
 global_asm!(
     r#"
+.macro GUEST_EXIT_PARTIAL handler
+    stp     x0, x1, [sp, #16 * 0]
+    stp     x2, x3, [sp, #16 * 1]
+    stp     x4, x5, [sp, #16 * 2]
+    stp     x6, x7, [sp, #16 * 3]
+    stp     x8, x9, [sp, #16 * 4]
+    stp     x10, x11, [sp, #16 * 5]
+    stp     x12, x13, [sp, #16 * 6]
+    stp     x14, x15, [sp, #16 * 7]
+    stp     x16, x17, [sp, #16 * 8]
+    str     x18, [sp, #16 * 9]
+    str     x30, [sp, #16 * 15]
+    mov     x0, sp
+    mrs     x1, tpidr_el2
+    ldr     x1, [x1]
+    mov     sp, x1
+    bl      \handler
+    b       exit_return
+.endm
+
 .macro GUEST_EXIT handler
     stp     x0, x1, [sp, #16 * 0]
     stp     x2, x3, [sp, #16 * 1]
@@ -130,20 +151,20 @@ exception_vectors:
     ldr     x1, [x1]
     mov     sp, x1
     bl      handle_guest_hvc
-    b       hvc_return
+    b       exit_return
     .balign 0x80
-    GUEST_EXIT handle_guest_irq
+    GUEST_EXIT_PARTIAL handle_guest_irq
     .balign 0x80
-    GUEST_EXIT handle_guest_fiq
+    GUEST_EXIT_PARTIAL handle_guest_fiq
     .balign 0x80
     GUEST_EXIT handle_guest_serror
     // Lower EL using AArch32: EL1 is always AArch64 (HCR_EL2.RW), but a guest's EL0 may not be.
     .balign 0x80
     GUEST_EXIT handle_guest_sync
     .balign 0x80
-    GUEST_EXIT handle_guest_irq
+    GUEST_EXIT_PARTIAL handle_guest_irq
     .balign 0x80
-    GUEST_EXIT handle_guest_fiq
+    GUEST_EXIT_PARTIAL handle_guest_fiq
     .balign 0x80
     GUEST_EXIT handle_guest_serror
 
@@ -171,9 +192,9 @@ guest_sync_full:
     bl      handle_guest_sync
     b       enter_guest
 
-    // After a hypercall: x0 = the caller's registers to resume, or 0 when the call ended the
-    // caller's turn, with x1 = the caller's registers.
-hvc_return:
+    // After a partial exit (hypercall, interrupt): x0 = the registers to resume, or 0 when
+    // the exit ended the vCPU's turn, with x1 = its registers.
+exit_return:
     cbz     x0, 1f
     mov     sp, x0
     ldp     x2, x3, [sp, #16 * 1]
@@ -197,7 +218,7 @@ hvc_return:
     stp     x24, x25, [x1, #16 * 12]
     stp     x26, x27, [x1, #16 * 13]
     stp     x28, x29, [x1, #16 * 14]
-    bl      handle_guest_hvc_reschedule
+    bl      handle_guest_reschedule
     b       enter_guest
 
     .balign 0x80
@@ -245,11 +266,11 @@ enter_guest:
 "#
 );
 
-/// What the hypercall handler tells the assembly: resume `resume` (the caller) on the short
-/// path, or, when `resume` is null, complete the caller's saved registers (`regs`) and
-/// reschedule.
+/// What the handler of a partial exit (hypercall, interrupt) tells the assembly: resume
+/// `resume` (the vCPU that exited) on the short path, or, when `resume` is null, complete its
+/// saved registers (`regs`) and reschedule.
 #[repr(C)]
-pub struct HvcExit {
+pub struct PartialExit {
     pub resume: *mut GuestRegs,
     pub regs: *mut GuestRegs,
 }
