@@ -27,8 +27,8 @@
 //! | what | where |
 //! |---|---|
 //! | image | `load_offset`, entered at `entry_offset` (inside the image) |
-//! | device tree | 64 KiB aligned with at least [`DTB_GAP`] free after the image (room for a stack the guest may put there) |
-//! | initrd | right after the device tree's [`DTB_MAX`] bytes (so the device tree is where it was before initrds existed) |
+//! | initrd | page aligned, at least [`DTB_GAP`] after the image (room for a stack the guest may put there) |
+//! | device tree | 64 KiB aligned above the initrd, or with at least [`DTB_GAP`] free after the image when there is no initrd |
 //!
 //! # ELF executables ([`plan_elf`])
 //!
@@ -36,8 +36,7 @@
 //! |---|---|
 //! | segments | each `PT_LOAD` segment at its `p_paddr` (an IPA, see [`elf`]): `p_filesz` bytes from the file, the rest of `p_memsz` zero; every segment inside RAM, no two overlapping |
 //! | entry | `e_entry` (see [`elf::ElfImage::entry`]), inside the file contents of an executable segment |
-//! | device tree | as for raw images, after the highest segment end (`p_memsz`, so `.bss` counts) |
-//! | initrd | as for raw images, right after the device tree's [`DTB_MAX`] bytes |
+//! | initrd, device tree | as for raw images, above the highest segment end (`p_memsz`, so `.bss` counts) |
 //!
 //! Every region lies inside RAM and no two overlap; anything else is a [`LayoutError`], and all
 //! arithmetic is checked, so hostile values (a `text_offset` near 2^64) are refused, not wrapped.
@@ -321,18 +320,23 @@ fn place_after_image(
         ram: ram_size,
     };
     let fits = |start: u64, size: u64| start.checked_add(size).filter(|&e| e <= ram_size);
-    let dtb = after_image
-        .checked_add(DTB_GAP)
-        .and_then(|x| align_up(x, DTB_ALIGN))
-        .ok_or(dtb_too_far(u64::MAX))?;
-    let dtb_end = fits(dtb, DTB_MAX).ok_or(dtb_too_far(dtb))?;
+    // The guest may put its stack in the gap after the image; the initrd comes next, then the
+    // device tree above both (issue 6: "the DTB above the image and its initrd").
+    let above_gap = after_image.checked_add(DTB_GAP);
     let initrd = if initrd_len == 0 {
         None
     } else {
-        let start = align_up(dtb_end, PAGE).ok_or(initrd_too_far(u64::MAX))?;
+        let start = above_gap
+            .and_then(|x| align_up(x, PAGE))
+            .ok_or(initrd_too_far(u64::MAX))?;
         let end = fits(start, initrd_len).ok_or(initrd_too_far(start))?;
         Some((start, end))
     };
+    let dtb = initrd
+        .map_or(above_gap, |(_, end)| Some(end))
+        .and_then(|x| align_up(x, DTB_ALIGN))
+        .ok_or(dtb_too_far(u64::MAX))?;
+    fits(dtb, DTB_MAX).ok_or(dtb_too_far(dtb))?;
     Ok((initrd, dtb))
 }
 
@@ -847,10 +851,13 @@ mod tests {
         // An image ending on a 64 KiB boundary still gets a full 64 KiB gap.
         let l = plan(16 * MIB, &[0u8; 0x10000], false, 0, 0, 0).unwrap();
         assert_eq!(l.dtb_offset, 0x20000);
-        // The initrd follows the device tree's 64 KiB; the DTB does not move.
+        // The initrd takes the place after the 64 KiB gap; the device tree goes above it.
         let l = plan(16 * MIB, &img, false, 0x1000, 0x1008, 5000).unwrap();
+        assert_eq!(l.initrd, Some((0x14000, 0x14000 + 5000)));
         assert_eq!(l.dtb_offset, 0x20000);
-        assert_eq!(l.initrd, Some((0x30000, 0x30000 + 5000)));
+        let l = plan(16 * MIB, &img, false, 0x1000, 0x1008, 0x10000).unwrap();
+        assert_eq!(l.initrd, Some((0x14000, 0x24000)));
+        assert_eq!(l.dtb_offset, 0x30000);
     }
 
     #[test]
@@ -883,12 +890,20 @@ mod tests {
             })
         );
         assert!(plan(0x30000, &[0u8; 16], false, 0x1000, 0x1000, 0).is_ok());
+        // The initrd fits below the device tree (0x12000..) but pushes it out of RAM.
         assert_eq!(
-            plan(0x30000, &[0u8; 16], false, 0x1000, 0x1000, 1),
-            Err(LayoutError::InitrdDoesNotFit {
-                len: 1,
+            plan(0x30000, &[0u8; 16], false, 0x1000, 0x1000, 0xf000),
+            Err(LayoutError::DtbDoesNotFit {
                 start: 0x30000,
                 ram: 0x30000
+            })
+        );
+        assert_eq!(
+            plan(0x20000, &[0u8; 16], false, 0x1000, 0x1000, 0xf000),
+            Err(LayoutError::InitrdDoesNotFit {
+                len: 0xf000,
+                start: 0x12000,
+                ram: 0x20000
             })
         );
         // A raw image needs no header at all.
@@ -935,9 +950,10 @@ mod tests {
                     dtb_max: DTB_MAX,
                 },
             );
+            // With an initrd: it goes after the 64 KiB gap, the device tree above it.
             let l = plan_elf(BASE, 16 * MIB, &guest(), 100).unwrap();
+            assert_eq!(l.initrd, Some((0x5_2000, 0x5_2000 + 100)));
             assert_eq!(l.dtb_offset, 0x6_0000);
-            assert_eq!(l.initrd, Some((0x7_0000, 0x7_0000 + 100)));
         }
 
         #[test]
@@ -1088,11 +1104,11 @@ mod tests {
                 plan_elf(BASE, MIB, &[0u8; 200], 0),
                 Err(LayoutError::Elf(ElfError::BadMagic))
             );
-            // An initrd that does not fit after the device tree.
+            // An initrd that does not fit above the image and its 64 KiB gap.
             let l = plan_elf(BASE, MIB, &guest(), 0).unwrap();
             assert!(matches!(
                 plan_elf(BASE, MIB, &guest(), MIB),
-                Err(LayoutError::InitrdDoesNotFit { start, .. }) if start == l.dtb_offset + DTB_MAX
+                Err(LayoutError::InitrdDoesNotFit { start, .. }) if start == (l.image_end + DTB_GAP).next_multiple_of(0x1000)
             ));
         }
 
