@@ -16,6 +16,9 @@ pub struct CpuSched {
     queue: Vec<&'static Vcpu>,
     #[cfg(target_os = "none")]
     current: Option<&'static Vcpu>,
+    /// Where `current` is in `queue`.
+    #[cfg(target_os = "none")]
+    current_index: usize,
 }
 
 impl CpuSched {
@@ -25,6 +28,8 @@ impl CpuSched {
             queue: Vec::new(),
             #[cfg(target_os = "none")]
             current: None,
+            #[cfg(target_os = "none")]
+            current_index: 0,
         }
     }
 }
@@ -70,6 +75,7 @@ mod target {
                     // SAFETY: `vcpu` is pinned to this CPU (it is in our queue) and is not
                     // loaded (a Pending vCPU was Off, hence unloaded).
                     unsafe { vcpu.reset(entry, context) };
+                    crate::arch::context::forget_lazy_state(vcpu);
                     *power = Power::On;
                     true
                 }
@@ -77,20 +83,24 @@ mod target {
         }
 
         /// The next runnable vCPU after the current one in round-robin order, the current one
-        /// last.
-        fn pick(&self) -> Option<&'static Vcpu> {
+        /// last, with its place in the queue.
+        fn pick(&self) -> Option<(usize, &'static Vcpu)> {
             let n = self.queue.len();
-            let start = match self.current {
-                Some(cur) => self
-                    .queue
-                    .iter()
-                    .position(|v| same(v, cur))
-                    .map_or(0, |i| i + 1),
+            let mut i = match self.current {
+                Some(_) => self.current_index + 1,
                 None => 0,
             };
-            (0..n)
-                .map(|k| self.queue[(start + k) % n])
-                .find(|v| Self::runnable(v))
+            for _ in 0..n {
+                if i >= n {
+                    i = 0;
+                }
+                let v = self.queue[i];
+                if Self::runnable(v) {
+                    return Some((i, v));
+                }
+                i += 1;
+            }
+            None
         }
 
         fn unload_current(&mut self) {
@@ -99,7 +109,13 @@ mod target {
                 unsafe { crate::arch::unload_vcpu(cur) };
                 cur.set_loaded(false);
                 cur.vm.loaded.fetch_sub(1, Ordering::AcqRel);
-                cur.vm.after_unload();
+                // `after_unload` only finishes a stop or a reset, and only a loaded vCPU of
+                // the VM stops or resets it: that vCPU sees it not running when it unloads in
+                // turn (its state change precedes its own `loaded` decrement), so a VM seen
+                // running here has nothing to finish.
+                if !cur.vm.is_running() {
+                    cur.vm.after_unload();
+                }
             }
         }
 
@@ -108,32 +124,42 @@ mod target {
         /// stopped.
         pub fn run_next(&mut self) -> *mut GuestRegs {
             loop {
-                if let Some(next) = self.pick() {
-                    if let Some(cur) = self.current {
-                        if same(cur, next) {
-                            crate::vm::platform::fill_list_registers(next);
-                            // SAFETY: `next` is pinned here and is the loaded vCPU.
-                            return unsafe { &mut next.ctx().regs };
-                        }
-                    }
-                    self.unload_current();
-                    next.vm.loaded.fetch_add(1, Ordering::AcqRel);
-                    // SAFETY: `next` is pinned to this CPU and nothing else is loaded.
-                    unsafe { crate::arch::load_vcpu(next) };
-                    next.set_loaded(true);
-                    self.current = Some(next);
-                    crate::vm::platform::fill_list_registers(next);
-                    // SAFETY: as above.
-                    return unsafe { &mut next.ctx().regs };
+                if let Some((index, next)) = self.pick() {
+                    return self.run(index, next);
                 }
-                self.unload_current();
-                if crate::vm_table::all_stopped() && !POWERED_OFF.swap(true, Ordering::AcqRel) {
-                    crate::hv_record!("all-stopped");
-                    let err = crate::arch::firmware::system_off();
-                    log::error!("PSCI SYSTEM_OFF failed: {err:?}");
-                }
-                crate::arch::wait_for_event();
+                self.idle();
             }
+        }
+
+        /// Makes `next`, at `index` in the queue, the loaded vCPU (unless it is already) and
+        /// returns its registers.
+        fn run(&mut self, index: usize, next: &'static Vcpu) -> *mut GuestRegs {
+            if !self.current.is_some_and(|cur| same(cur, next)) {
+                self.unload_current();
+                next.vm.loaded.fetch_add(1, Ordering::AcqRel);
+                // SAFETY: `next` is pinned to this CPU and nothing else is loaded.
+                unsafe { crate::arch::load_vcpu(next) };
+                next.set_loaded(true);
+                self.current = Some(next);
+                self.current_index = index;
+            }
+            crate::vm::platform::fill_list_registers(next);
+            // SAFETY: `next` is pinned here and is the loaded vCPU.
+            unsafe { &mut next.ctx().regs }
+        }
+
+        /// Nothing can run: unloads the current vCPU, powers the machine off if every VM has
+        /// stopped, and waits for something to change.
+        #[cold]
+        #[inline(never)]
+        fn idle(&mut self) {
+            self.unload_current();
+            if crate::vm_table::all_stopped() && !POWERED_OFF.swap(true, Ordering::AcqRel) {
+                crate::hv_record!("all-stopped");
+                let err = crate::arch::firmware::system_off();
+                log::error!("PSCI SYSTEM_OFF failed: {err:?}");
+            }
+            crate::arch::wait_for_event();
         }
     }
 }

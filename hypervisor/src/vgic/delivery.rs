@@ -27,6 +27,12 @@
 //!   active);
 //! - more candidates wait than list registers are free: everything is taken back and the best
 //!   are chosen among all.
+//!
+//! Two shortcuts make the commonest exits a few checks (docs/benchmarks.md), and the tests hold
+//! both to that rule (`tests_delivery`): `Lists::attention` says whether a fill has anything to
+//! do at all, and `Lists::refire` arms the virtual timer's O(1) path (`Vgic::refire_hw`): when
+//! its interrupt is alone in flight, the physical interrupt firing again only rewrites its
+//! list register.
 
 use super::irq::{InLr, Irq, PRIVATE_COUNT, SGI_COUNT, SPI_BASE};
 use super::lr::{LrEntry, LrState};
@@ -36,7 +42,10 @@ use super::{Effects, Loc, Vgic, MAX_LRS, MAX_SPIS};
 const WORD_BITS: usize = u64::BITS as usize;
 /// Words of an SPI bitmap: one bit per possible SPI.
 const SPI_WORDS: usize = (MAX_SPIS as usize).div_ceil(WORD_BITS);
-const _: () = assert!(SPI_WORDS <= u16::BITS as usize, "`spi_words` has a bit per word");
+const _: () = assert!(
+    SPI_WORDS <= u16::BITS as usize,
+    "`spi_words` has a bit per word"
+);
 const _: () = assert!(MAX_LRS <= u16::BITS as usize, "list register masks are u16");
 
 /// A candidate's rank, lower first (see `Vgic::key`): bit 48 = not active, 47:40 priority,
@@ -74,6 +83,17 @@ pub(super) struct Lists {
     stale: u16,
     /// List registers the next fill must write (emptied, or given a new entry).
     dirty: u16,
+    /// The list register whose hardware-linked interrupt may take `Vgic::refire_hw`'s
+    /// shortest path (see `Vgic::refire_ready`), if any. Every change to these lists or to a
+    /// listed interrupt disarms it; fills and the short path arm it.
+    refire: Option<u8>,
+    /// While `refire` is armed: its entry in the hardware's encoding (`lr_encode`), so that the
+    /// short path only copies it.
+    refire_raw: u64,
+    /// The next fill has work: a candidate waits, or a list register is stale or dirty.
+    /// Whatever makes one of these true sets it (`touch`); a fill that leaves none clears it.
+    /// Without it the fill changes nothing, and its quick check is this one flag.
+    attention: bool,
 }
 
 impl Lists {
@@ -87,20 +107,29 @@ impl Lists {
             used: 0,
             stale: 0,
             dirty: 0,
+            refire: None,
+            refire_raw: 0,
+            attention: false,
         }
+    }
+
+    /// These lists changed in a way the next fill must look at (see `attention`), and no
+    /// longer fit the short path (see `refire`).
+    fn touch(&mut self) {
+        self.attention = true;
+        self.refire = None;
     }
 
     /// How many candidates there are.
     fn count(&self) -> usize {
-        let spis: u32 = bits(self.spi_words)
-            .map(|w| self.spi[w].count_ones())
-            .sum();
+        let spis: u32 = bits(self.spi_words).map(|w| self.spi[w].count_ones()).sum();
         (self.private.count_ones() + self.sgi.count_ones() + spis) as usize
     }
 
     fn set_spi(&mut self, index: usize, on: bool) {
         let (w, bit) = (index / WORD_BITS, 1u64 << (index % WORD_BITS));
         if on {
+            self.touch();
             self.spi[w] |= bit;
         } else {
             self.spi[w] &= !bit;
@@ -113,6 +142,7 @@ impl Lists {
     }
 
     fn clear_candidates(&mut self) {
+        self.refire = None;
         self.private = 0;
         self.sgi = 0;
         self.spi = [0; SPI_WORDS];
@@ -120,7 +150,9 @@ impl Lists {
     }
 }
 
-/// What a fill leaves for the glue to do besides writing list registers.
+/// What a fill leaves for the glue to do besides writing list registers. When `changed` is
+/// false, nothing was to be done: the list registers and the maintenance request of the last
+/// fill (or short path) stand.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Filled {
     /// Deliverable interrupts still wait for a list register (more than fit): ask for a
@@ -129,6 +161,9 @@ pub struct Filled {
     /// Other vCPUs to kick: an SPI routed elsewhere since it was listed here has been given
     /// back and its new target can take it.
     pub kick: Effects,
+    /// Something was to be done: `more` is to be requested anew, and `lrs_in_use` may have
+    /// changed.
+    pub changed: bool,
 }
 
 /// The set bits of `mask`, lowest first.
@@ -169,8 +204,11 @@ impl Vgic {
                 if self.is_v2() && intid < SGI_COUNT {
                     return;
                 }
-                let private = &mut self.cpus[vcpu].lists.private;
-                *private = (*private & !(1 << intid)) | (u32::from(on) << intid);
+                let lists = &mut self.cpus[vcpu].lists;
+                lists.private = (lists.private & !(1 << intid)) | (u32::from(on) << intid);
+                if on {
+                    lists.touch();
+                }
             }
             Loc::Sgi {
                 vcpu,
@@ -178,8 +216,11 @@ impl Vgic {
                 source,
             } => {
                 let i = intid as usize * self.vcpus + source as usize;
-                let sgi = &mut self.cpus[vcpu].lists.sgi;
-                *sgi = (*sgi & !(1 << i)) | (u128::from(on) << i);
+                let lists = &mut self.cpus[vcpu].lists;
+                lists.sgi = (lists.sgi & !(1 << i)) | (u128::from(on) << i);
+                if on {
+                    lists.touch();
+                }
             }
             Loc::Spi(intid) => {
                 let i = (intid - SPI_BASE) as usize;
@@ -223,16 +264,21 @@ impl Vgic {
         }
     }
 
-    /// The interrupt listed in `vcpu`'s list register held by `irq.lr` changed in the model:
-    /// its list register must be chosen again.
+    /// The interrupt in the list register that `l` names changed in the model: that list
+    /// register must be chosen again.
     pub(super) fn mark_stale(&mut self, l: InLr) {
-        self.cpus[l.vcpu].lists.stale |= lr_bit(l.slot.into());
+        let lists = &mut self.cpus[l.vcpu].lists;
+        lists.stale |= lr_bit(l.slot.into());
+        lists.touch();
     }
 
     /// Every list register of every vCPU must be chosen again.
     pub(super) fn mark_all_stale(&mut self) {
         for cpu in &mut self.cpus {
-            cpu.lists.stale = cpu.lists.used;
+            if cpu.lists.used != 0 {
+                cpu.lists.stale = cpu.lists.used;
+                cpu.lists.touch();
+            }
         }
     }
 
@@ -338,7 +384,9 @@ impl Vgic {
 
     /// The guest took list register `n` of `vcpu` (holding `loc`) to `state`.
     fn guest_moved(&mut self, vcpu: usize, n: usize, loc: Loc, state: LrState) {
-        if let Some(listed) = &mut self.cpus[vcpu].lists.lr[n] {
+        let lists = &mut self.cpus[vcpu].lists;
+        lists.refire = None;
+        if let Some(listed) = &mut lists.lr[n] {
             listed.entry.state = state;
         }
         let irq = self.irq_mut(loc);
@@ -350,10 +398,12 @@ impl Vgic {
         // (an asserted level line): the list register must become pending and active.
         // (A hardware-linked interrupt is never listed pending and active: it is listed
         // again only once deactivated.)
-        let again = state == LrState::Invalid
-            || (!state.is_pending() && irq.pending() && irq.hw.is_none());
+        let again =
+            state == LrState::Invalid || (!state.is_pending() && irq.pending() && irq.hw.is_none());
         if again {
-            self.cpus[vcpu].lists.stale |= lr_bit(n);
+            let lists = &mut self.cpus[vcpu].lists;
+            lists.stale |= lr_bit(n);
+            lists.touch();
         }
     }
 
@@ -369,6 +419,7 @@ impl Vgic {
         lists.used &= !lr_bit(n);
         lists.stale &= !lr_bit(n);
         lists.dirty |= lr_bit(n);
+        lists.touch();
         let irq = self.irq_mut(listed.loc);
         if let Some(l) = irq.lr.take() {
             let pending = l.pending && !l.pending_cleared;
@@ -401,16 +452,35 @@ impl Vgic {
     /// hardware-linked interrupt is never written pending and active (its pending state stays
     /// in the physical GIC). Call it after `sync_list_registers` in the same exit, or after
     /// loading the vCPU's list registers as they were at its last sync.
+    #[inline]
     pub fn fill_list_registers(
+        &mut self,
+        vcpu: usize,
+        lrs: usize,
+        write: impl FnMut(usize, Option<&LrEntry>),
+    ) -> Filled {
+        let Some(cpu) = self.cpus.get(vcpu) else {
+            return Filled::default();
+        };
+        let l = &cpu.lists;
+        let beyond = u32::from(l.used) >> lrs.min(MAX_LRS);
+        if !l.attention && beyond == 0 {
+            // Nothing changed since the list registers were last written, and nothing waits.
+            return Filled::default();
+        }
+        self.fill_changes(vcpu, lrs, write)
+    }
+
+    /// `fill_list_registers` when something is to be done; apart so that the common case
+    /// (nothing) stays a few instructions.
+    #[inline(never)]
+    fn fill_changes(
         &mut self,
         vcpu: usize,
         lrs: usize,
         mut write: impl FnMut(usize, Option<&LrEntry>),
     ) -> Filled {
         let mut out = Filled::default();
-        if vcpu >= self.vcpus {
-            return out;
-        }
         let lrs = lrs.min(MAX_LRS);
         let usable = first_lrs(lrs);
         let l = &self.cpus[vcpu].lists;
@@ -435,58 +505,105 @@ impl Vgic {
         for n in bits(core::mem::take(&mut lists.dirty) & usable) {
             write(n, lists.lr[n].as_ref().map(|x| &x.entry));
         }
+        out.changed = true;
         out.more = count > 0 && self.has_pending(vcpu);
+        // Candidates still waiting keep the next fill looking (the maintenance interrupt
+        // requested for them included).
+        self.cpus[vcpu].lists.attention = count > 0;
+        self.arm_refire(vcpu);
         out
     }
 
+    /// Arms `refire` if `refire_ready`.
+    fn arm_refire(&mut self, vcpu: usize) {
+        let ready = self.refire_ready(vcpu);
+        let raw = match ready.and_then(|n| self.cpus[vcpu].lists.lr[usize::from(n)]) {
+            Some(listed) => super::lr::lr_encode(self.version, &listed.entry),
+            None => 0,
+        };
+        let lists = &mut self.cpus[vcpu].lists;
+        lists.refire = ready;
+        lists.refire_raw = raw;
+    }
+
+    /// The list register of `vcpu` that `refire_hw` may rewrite as it is when its physical
+    /// interrupt fires again: the only list register in use; it holds a hardware-linked PPI,
+    /// level-sensitive, listed pending with its line asserted (from the line, not a latch)
+    /// and unchanged since; nothing else waits. Then giving it back Invalid (its line taken as
+    /// deasserted), asserting the line and listing it again, as the general path would,
+    /// leaves the model as it is.
+    fn refire_ready(&self, vcpu: usize) -> Option<u8> {
+        let l = &self.cpus[vcpu].lists;
+        let idle = (l.stale | l.dirty | l.spi_words) == 0 && l.private == 0 && l.sgi == 0;
+        if !idle || !l.used.is_power_of_two() {
+            return None;
+        }
+        let n = l.used.trailing_zeros() as u8;
+        let listed = l.lr[usize::from(n)]?;
+        let Loc::Private { intid, .. } = listed.loc else {
+            return None;
+        };
+        let irq = &self.cpus[vcpu].private[intid as usize];
+        let as_listed = InLr {
+            vcpu,
+            slot: n,
+            pending: true,
+            active: false,
+            latched: false,
+            pending_cleared: false,
+            active_cleared: false,
+        };
+        let quiet = irq.line && !irq.edge && !irq.latch && !irq.active;
+        let pending = listed.entry.state == LrState::Pending;
+        (irq.hw.is_some() && quiet && pending && irq.lr == Some(as_listed)).then_some(n)
+    }
+
     /// The physical interrupt `pintid` linked to PPI `intid` of `vcpu` fired again (the
-    /// virtual timer, once the guest has deactivated its previous interrupt), in the common
-    /// case and in O(1): nothing else is in flight or waiting for `vcpu`, its only list
-    /// register in use (if any) holds `intid` and is empty now (`empty()`: the hardware's mask
-    /// of empty list registers), and `intid` is linked, enabled, level-sensitive and in an
-    /// enabled group. Then it does what `sync_list_registers`, `inject_hw` and
-    /// `fill_list_registers` would, and returns the one list register to write (the others
-    /// are unchanged and nothing else waits: no maintenance interrupt is needed). Otherwise it
-    /// changes nothing and returns `None`: the caller takes that general path.
+    /// virtual timer), in the common cases and in O(1). Either the interrupt is in the list
+    /// register `refire_ready` armed, which is empty now (`empty()`: the hardware's mask of
+    /// empty list registers): the guest deactivated it, which deactivated the physical
+    /// interrupt and let it fire again; or it is in no list register, none is in use, nothing
+    /// waits, and it is linked, enabled, level-sensitive and in an enabled group. Then it
+    /// does what `sync_list_registers`, `inject_hw` and `fill_list_registers` would, and
+    /// returns the one list register to write, with its value in the hardware's encoding
+    /// (`lr_encode`): no other changes, and nothing else waits, so no maintenance interrupt is
+    /// needed. Otherwise it changes nothing and returns `None`: the caller takes that general
+    /// path.
     pub fn refire_hw(
         &mut self,
         vcpu: usize,
         intid: u32,
         pintid: u32,
         empty: impl FnOnce() -> u16,
-    ) -> Option<(usize, LrEntry)> {
+    ) -> Option<(usize, u64)> {
+        let version = self.version;
         let ctlr = self.ctlr;
         let cpu = self.cpus.get_mut(vcpu)?;
-        let l = &cpu.lists;
-        let busy = l.stale | l.dirty | l.spi_words;
-        if busy != 0 || l.private != 0 || l.sgi != 0 || !(SGI_COUNT..PRIVATE_COUNT).contains(&intid)
-        {
+        let l = &mut cpu.lists;
+        if let Some(n) = l.refire {
+            // The general path would give it back and list it again as it is (see
+            // `refire_ready`): only the list register needs writing again.
+            let n = usize::from(n) % MAX_LRS;
+            let entry = l.lr[n]?.entry;
+            let same = entry.intid == intid && entry.hw_intid == Some(pintid);
+            return (same && empty() & lr_bit(n) != 0).then_some((n, l.refire_raw));
+        }
+        let idle = (l.used | l.stale | l.dirty | l.spi_words) == 0 && l.private == 0 && l.sgi == 0;
+        if !idle || !(SGI_COUNT..PRIVATE_COUNT).contains(&intid) {
             return None;
         }
-        let irq = &cpu.private[intid as usize];
+        let irq = &mut cpu.private[intid as usize];
         let group = if irq.group1 {
             super::CTLR_ENABLE_GRP1
         } else {
             super::CTLR_ENABLE_GRP0
         };
-        let quiet = !irq.edge && !irq.latch && !irq.active && irq.enabled && ctlr & group != 0;
-        if irq.hw != Some(pintid) || !quiet {
+        let quiet = !irq.edge && !irq.latch && !irq.active && irq.lr.is_none();
+        if irq.hw != Some(pintid) || !quiet || !irq.enabled || ctlr & group == 0 {
             return None;
         }
-        let n = match (l.used, irq.lr) {
-            (0, None) => 0,
-            (used, Some(inlr)) if used == lr_bit(inlr.slot.into()) => {
-                // Its previous interrupt, which the guest must have deactivated for the
-                // physical one to fire again (it stayed active until then).
-                let n = usize::from(inlr.slot);
-                if empty() & lr_bit(n) == 0 {
-                    return None;
-                }
-                n
-            }
-            _ => return None,
-        };
-        let irq = &mut cpu.private[intid as usize];
+        // Listed afresh, as `inject_hw` and `fill_list_registers` would.
+        let n = 0;
         irq.line = true;
         irq.lr = Some(InLr {
             vcpu,
@@ -506,13 +623,15 @@ impl Vgic {
             eoi_maintenance: false,
             source: None,
         };
-        let lists = &mut cpu.lists;
-        lists.lr[n] = Some(Listed {
+        l.lr[n] = Some(Listed {
             loc: Loc::Private { vcpu, intid },
             entry,
         });
-        lists.used = lr_bit(n);
-        Some((n, entry))
+        l.used = lr_bit(n);
+        let raw = super::lr::lr_encode(version, &entry);
+        l.refire = Some(n as u8);
+        l.refire_raw = raw;
+        Some((n, raw))
     }
 
     /// `loc`'s rank among candidates (see `KEY_NOT_ACTIVE`).
@@ -605,6 +724,7 @@ impl Vgic {
         lists.lr[n] = Some(Listed { loc, entry });
         lists.used |= lr_bit(n);
         lists.dirty |= lr_bit(n);
+        lists.touch();
     }
 }
 
@@ -633,17 +753,31 @@ impl Vgic {
                 assert_eq!(l.spi_words & (1 << w) != 0, *word != 0, "SPI word {w}");
             }
             assert_eq!(l.stale & !l.used, 0, "stale list registers are in use");
+            let work = (l.stale | l.dirty) != 0 || !found.is_empty();
+            assert!(
+                l.attention || !work,
+                "work for the next fill of vCPU {vcpu} is flagged"
+            );
+            if let Some(n) = l.refire {
+                assert_eq!(l.refire, self.refire_ready(vcpu), "armed only while ready");
+                let entry = l.lr[usize::from(n)].unwrap().entry;
+                assert_eq!(l.refire_raw, super::lr::lr_encode(self.version, &entry));
+            }
             for (n, listed) in l.lr.iter().enumerate() {
                 assert_eq!(listed.is_some(), l.used & lr_bit(n) != 0, "LR {n} in use");
                 let Some(listed) = listed else { continue };
-                let in_lr = self.irq(listed.loc).lr.expect("a listed interrupt knows it");
+                let in_lr = self
+                    .irq(listed.loc)
+                    .lr
+                    .expect("a listed interrupt knows it");
                 assert_eq!((in_lr.vcpu, usize::from(in_lr.slot)), (vcpu, n));
                 let state = LrState::from_bits(in_lr.pending, in_lr.active);
                 assert_eq!(state, listed.entry.state, "{:?}", listed.loc);
             }
         }
         let spis = (SPI_BASE..SPI_BASE + self.spis).map(Loc::Spi);
-        let all = (0..self.vcpus).flat_map(|v| self.locs_of(v).filter(|l| !matches!(l, Loc::Spi(_))));
+        let all =
+            (0..self.vcpus).flat_map(|v| self.locs_of(v).filter(|l| !matches!(l, Loc::Spi(_))));
         for loc in all.chain(spis) {
             if let Some(l) = self.irq(loc).lr {
                 let listed = self.cpus[l.vcpu].lists.lr[usize::from(l.slot)];
@@ -658,7 +792,8 @@ impl Vgic {
     pub(super) fn observable(&self) -> alloc::string::String {
         let mut out = alloc::string::String::new();
         let spis = (SPI_BASE..SPI_BASE + self.spis).map(Loc::Spi);
-        let all = (0..self.vcpus).flat_map(|v| self.locs_of(v).filter(|l| !matches!(l, Loc::Spi(_))));
+        let all =
+            (0..self.vcpus).flat_map(|v| self.locs_of(v).filter(|l| !matches!(l, Loc::Spi(_))));
         for loc in all.chain(spis) {
             let mut irq = *self.irq(loc);
             if let Some(l) = &mut irq.lr {
@@ -667,8 +802,13 @@ impl Vgic {
             out += &alloc::format!("{loc:?} {irq:?}\n");
         }
         for vcpu in 0..self.vcpus {
-            let mut held: alloc::vec::Vec<LrEntry> =
-                self.cpus[vcpu].lists.lr.iter().flatten().map(|x| x.entry).collect();
+            let mut held: alloc::vec::Vec<LrEntry> = self.cpus[vcpu]
+                .lists
+                .lr
+                .iter()
+                .flatten()
+                .map(|x| x.entry)
+                .collect();
             held.sort_by_key(|e| (e.intid, e.source));
             out += &alloc::format!("vCPU {vcpu}: {held:?}\n");
         }
@@ -719,7 +859,11 @@ impl Vgic {
             .iter()
             .flatten()
             .map(|x| {
-                let not_active = if x.entry.state.is_active() { 0 } else { KEY_NOT_ACTIVE };
+                let not_active = if x.entry.state.is_active() {
+                    0
+                } else {
+                    KEY_NOT_ACTIVE
+                };
                 not_active
                     | (u64::from(x.entry.priority) << KEY_PRIORITY_SHIFT)
                     | (u64::from(x.entry.intid) << KEY_INTID_SHIFT)

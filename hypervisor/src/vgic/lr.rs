@@ -110,6 +110,23 @@ pub fn lr_from_ich(v: u64) -> LrEntry {
     }
 }
 
+/// `e` in the list register layout of a `version` GIC: ICH_LR<n>_EL2 (GICv3) or GICH_LRn
+/// (GICv2, zero-extended).
+pub fn lr_encode(version: super::VgicVersion, e: &LrEntry) -> u64 {
+    match version {
+        super::VgicVersion::V3 => lr_to_ich(e),
+        super::VgicVersion::V2 => u64::from(lr_to_gich(e)),
+    }
+}
+
+/// The `LrEntry` held by a list register value of a `version` GIC (see `lr_encode`).
+pub fn lr_decode(version: super::VgicVersion, raw: u64) -> LrEntry {
+    match version {
+        super::VgicVersion::V3 => lr_from_ich(raw),
+        super::VgicVersion::V2 => lr_from_gich(raw as u32),
+    }
+}
+
 // GICH_LRn, 32 bits (IHI 0048B §5.3.8).
 /// VirtualID, bits 9:0.
 const GICH_VIRTUAL_ID_MASK: u32 = 0x3ff;

@@ -36,9 +36,11 @@
 //! `fill_list_registers`, which says which list registers to write (if `Filled::more`, more
 //! interrupts wait than fit: request a no-pending maintenance interrupt). Both cost in
 //! proportion to the interrupts in flight and waiting, not to the interrupts that exist
-//! (`delivery`). `Effects::kick` names vCPUs whose list registers should be refreshed: they
-//! gained a deliverable interrupt, or hold in a list register an interrupt that just changed.
-//! It may name the calling vCPU; the glue kicks only vCPUs running on other physical CPUs.
+//! (`delivery`). When a hardware-linked interrupt's physical source fires again (the virtual
+//! timer), `refire_hw` does what sync, `inject_hw` and fill would, in O(1), if it can.
+//! `Effects::kick` names vCPUs whose list registers should be refreshed: they gained a
+//! deliverable interrupt, or hold in a list register an interrupt that just changed. It may
+//! name the calling vCPU; the glue kicks only vCPUs running on other physical CPUs.
 
 mod bank;
 mod delivery;
@@ -56,7 +58,9 @@ mod tests_delivery;
 mod tests_v2;
 
 pub use delivery::Filled;
-pub use lr::{lr_from_gich, lr_from_ich, lr_to_gich, lr_to_ich, LrEntry, LrState};
+pub use lr::{
+    lr_decode, lr_encode, lr_from_gich, lr_from_ich, lr_to_gich, lr_to_ich, LrEntry, LrState,
+};
 
 use alloc::vec;
 use alloc::vec::Vec;

@@ -216,7 +216,11 @@ fn not_listed_means_invalid() {
     w32(&mut g, gicd(ISPENDR + 4), 1 << 8);
     assert_eq!(intids(&fill(&mut g, 0, 4)), [40]);
     // A stale Invalid copy and entries never given to this vCPU are ignored.
-    sync(&mut g, 0, &[lr(41, LrState::Pending), lr(40, LrState::Invalid)]);
+    sync(
+        &mut g,
+        0,
+        &[lr(41, LrState::Pending), lr(40, LrState::Invalid)],
+    );
     assert!(!g.has_pending(0));
     assert!(fill(&mut g, 0, 4).is_empty());
 }

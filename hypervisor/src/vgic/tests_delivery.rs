@@ -1,6 +1,10 @@
 //! Host tests of `delivery`: the glue's side of the list-register protocol as the other tests
-//! drive it (`fill`, `sync`), what an exit costs in list-register accesses, and a property
-//! test that runs random operation sequences against brute-force recomputations.
+//! drive it (`fill`, `sync`), what an exit costs in list-register accesses, the virtual
+//! timer's short path, and a property test that runs random operation sequences (a tiny
+//! deterministic PRNG) against brute-force recomputations: after every step the candidate
+//! bitmaps and list-register records must equal a recomputation from the interrupts' states,
+//! every entry a fill keeps must be what a full refill would write, and every short path must
+//! end where the general path does.
 
 use super::*;
 
@@ -181,7 +185,10 @@ fn a_better_candidate_displaces_the_worst_when_all_list_registers_are_busy() {
         g.mmio_write(0, GICD_BASE + ISPENDR + 4, 4, 1 << (intid - 32))
             .unwrap();
     }
-    assert!(hw.exit(&mut g, 0, 2).more, "three pending, two list registers");
+    assert!(
+        hw.exit(&mut g, 0, 2).more,
+        "three pending, two list registers"
+    );
     let held = |hw: &Hw| {
         let mut v: Vec<u32> = hw.lr.iter().flatten().map(|e| e.intid).collect();
         v.sort();
@@ -189,9 +196,12 @@ fn a_better_candidate_displaces_the_worst_when_all_list_registers_are_busy() {
     };
     assert_eq!(held(&hw), [40, 41]);
     // A higher-priority one arrives.
-    g.mmio_write(0, GICD_BASE + IPRIORITYR + 43, 1, 0x10).unwrap();
-    g.mmio_write(0, GICD_BASE + ISENABLER + 4, 4, 1 << 11).unwrap();
-    g.mmio_write(0, GICD_BASE + ISPENDR + 4, 4, 1 << 11).unwrap();
+    g.mmio_write(0, GICD_BASE + IPRIORITYR + 43, 1, 0x10)
+        .unwrap();
+    g.mmio_write(0, GICD_BASE + ISENABLER + 4, 4, 1 << 11)
+        .unwrap();
+    g.mmio_write(0, GICD_BASE + ISPENDR + 4, 4, 1 << 11)
+        .unwrap();
     assert!(hw.exit(&mut g, 0, 2).more);
     assert_eq!(held(&hw), [40, 43]);
     // The guest takes them both; the other two follow.
@@ -206,7 +216,8 @@ fn a_better_candidate_displaces_the_worst_when_all_list_registers_are_busy() {
 #[test]
 fn an_spi_given_back_by_its_old_target_kicks_the_new_one() {
     let mut g = linux_like_v3(2, 32);
-    g.mmio_write(0, GICD_BASE + ISENABLER + 4, 4, 1 << 8).unwrap();
+    g.mmio_write(0, GICD_BASE + ISENABLER + 4, 4, 1 << 8)
+        .unwrap();
     g.mmio_write(0, GICD_BASE + ISPENDR + 4, 4, 1 << 8).unwrap();
     let mut hw = Hw::default();
     hw.exit(&mut g, 0, 4);
@@ -280,7 +291,14 @@ enum Mix {
 }
 
 /// One random step: a guest or device action, an exit, or the guest moving a list register.
-fn random_step(g: &mut Vgic, hw: &mut [Hw], lrs: usize, mix: Mix, r: &mut Rng, reached: &mut Reached) {
+fn random_step(
+    g: &mut Vgic,
+    hw: &mut [Hw],
+    lrs: usize,
+    mix: Mix,
+    r: &mut Rng,
+    reached: &mut Reached,
+) {
     let vcpus = g.vcpus();
     let v = r.below(vcpus as u64) as usize;
     let v2 = g.version() == VgicVersion::V2;
@@ -302,7 +320,11 @@ fn random_step(g: &mut Vgic, hw: &mut [Hw], lrs: usize, mix: Mix, r: &mut Rng, r
                 ISENABLER, ICENABLER, ISPENDR, ICPENDR, ISACTIVER, ICACTIVER, IGROUPR,
             ];
             let reg = BIT_ARRAYS[r.below(7) as usize] + word * 4;
-            let value = if r.chance(10) { 0xffff_ffff } else { r.sparse() };
+            let value = if r.chance(10) {
+                0xffff_ffff
+            } else {
+                r.sparse()
+            };
             let _ = g.mmio_write(v, frame + reg, 4, value);
         }
         6 => {
@@ -373,15 +395,17 @@ fn random_step(g: &mut Vgic, hw: &mut [Hw], lrs: usize, mix: Mix, r: &mut Rng, r
             let _ = hw[v].sync(g, v);
             let filled = hw[v].fill(g, v, lrs);
             check_fill(g, &hw[v], v, lrs, filled);
-            let kept = hw[v].lr.iter().flatten().filter(|e| e.state == LrState::Active);
+            let kept = hw[v]
+                .lr
+                .iter()
+                .flatten()
+                .filter(|e| e.state == LrState::Active);
             reached.kept_active += kept.count();
             let held = hw[v].lr.iter().flatten();
             reached.listed += usize::from(g.lrs_in_use(v) != 0);
             reached.waiting += usize::from(!g.ranks(v).0.is_empty());
-            reached.pending_active += usize::from(
-                held.clone()
-                    .any(|e| e.state == LrState::PendingActive),
-            );
+            reached.pending_active +=
+                usize::from(held.clone().any(|e| e.state == LrState::PendingActive));
             reached.hw += usize::from(held.clone().any(|e| e.hw_intid.is_some()));
         }
     }
@@ -413,9 +437,9 @@ fn timer_exit(g: &mut Vgic, hw: &mut Hw, vcpu: usize, lrs: usize, reached: &mut 
     let general_filled = general_hw.fill(&mut general, vcpu, lrs);
     let before = g.observable();
     match g.refire_hw(vcpu, 27, 27, || empty) {
-        Some((n, entry)) => {
+        Some((n, raw)) => {
             reached.short += 1;
-            hw.lr[n] = Some(entry);
+            hw.lr[n] = Some(lr_decode(g.version(), raw));
             assert!(!general_filled.more);
             same(&g.observable(), &general.observable());
             check_fill(g, hw, vcpu, lrs, Filled::default());
@@ -445,13 +469,23 @@ fn check_fill(g: &Vgic, hw: &Hw, vcpu: usize, lrs: usize, filled: Filled) {
             // Only a pending entry's EOI bit matters; an acknowledged one may keep it.
             want.eoi_maintenance = e.eoi_maintenance;
         }
-        assert_eq!(e, want, "LR {n} of vCPU {vcpu} as a full refill would write it");
+        assert_eq!(
+            e, want,
+            "LR {n} of vCPU {vcpu} as a full refill would write it"
+        );
     }
     let (waiting, listed) = g.ranks(vcpu);
     assert_eq!(filled.more, g.has_pending(vcpu));
     if let Some(best_waiting) = waiting.iter().min() {
-        assert_eq!(listed.len(), lrs, "candidates wait: every list register is busy");
-        assert!(listed.iter().all(|l| l < best_waiting), "the best are listed");
+        assert_eq!(
+            listed.len(),
+            lrs,
+            "candidates wait: every list register is busy"
+        );
+        assert!(
+            listed.iter().all(|l| l < best_waiting),
+            "the best are listed"
+        );
     }
     for l in &listed {
         assert!(!waiting.contains(l), "never listed and waiting at once");
@@ -507,4 +541,47 @@ fn random_operations_keep_the_bookkeeping_exact() {
         reached.short,
     ];
     assert!(least.iter().all(|&n| n >= 20), "{reached:?}");
+}
+
+#[test]
+fn the_virtual_timer_takes_the_short_path_and_ends_where_the_general_one_would() {
+    let mut g = linux_like_v3(1, 32);
+    let mut hw = Hw::default();
+    let mut reached = Reached::default();
+    // First interrupt: not linked yet, the general path links it.
+    timer_exit(&mut g, &mut hw, 0, 4, &mut reached);
+    assert_eq!(reached.short, 0);
+    assert_eq!(
+        hw.lr[0].map(|e| (e.intid, e.state)),
+        Some((27, LrState::Pending))
+    );
+    // The guest takes it; the timer fires again: the same list register, nothing else.
+    for round in 1..4 {
+        hw.ack(0);
+        hw.deactivate(0);
+        timer_exit(&mut g, &mut hw, 0, 4, &mut reached);
+        assert_eq!(reached.short, round);
+        assert_eq!(g.lrs_in_use(0), 1);
+    }
+    // Not deactivated yet (cannot happen with a real timer): the general path.
+    timer_exit(&mut g, &mut hw, 0, 4, &mut reached);
+    assert_eq!(reached.short, 3);
+    // Another interrupt waits: the general path, which lists both.
+    hw.ack(0);
+    hw.deactivate(0);
+    g.mmio_write(0, GICD_BASE + ISENABLER + 4, 4, 1).unwrap();
+    g.set_level(0, 32, true);
+    timer_exit(&mut g, &mut hw, 0, 4, &mut reached);
+    assert_eq!(reached.short, 3);
+    assert_eq!(g.lrs_in_use(0).count_ones(), 2);
+    // Both taken: with nothing listed, the short path lists it afresh.
+    for n in 0..2 {
+        hw.ack(n);
+        hw.deactivate(n);
+    }
+    g.set_level(0, 32, false);
+    hw.exit(&mut g, 0, 4);
+    assert_eq!(g.lrs_in_use(0), 0);
+    timer_exit(&mut g, &mut hw, 0, 4, &mut reached);
+    assert_eq!(reached.short, 4);
 }

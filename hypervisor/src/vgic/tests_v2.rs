@@ -272,10 +272,7 @@ fn sgir_filters() {
     assert!(!g.has_pending(3), "no SGI for vCPU 3");
     // Each SGI carries its source.
     assert_eq!(ids(&fill(&mut g, 0, 4)), [(2, Some(3))]);
-    assert_eq!(
-        ids(&fill(&mut g, 1, 4)),
-        [(1, Some(0)), (2, Some(3))]
-    );
+    assert_eq!(ids(&fill(&mut g, 1, 4)), [(1, Some(0)), (2, Some(3))]);
     assert_eq!(
         ids(&fill(&mut g, 2, 4)),
         [(1, Some(0)), (2, Some(3)), (3, Some(2))]

@@ -5,6 +5,12 @@
 //! interrupts through the vGIC, and keeping the list registers of the loaded vCPU in step
 //! with the vGIC model. Never lets one VM's device state reach another VM: every model here
 //! belongs to one VM.
+//!
+//! The costs that matter (docs/benchmarks.md): an exit with nothing in the list registers
+//! syncs without taking the vGIC lock (`Platform::lrs_in_use`); an exit that changed nothing
+//! fills after one check under it (`Vgic::fill_list_registers`); a UART access that leaves
+//! its interrupt line as it was does not reach the vGIC (`Uart::update_line`); the virtual
+//! timer's interrupt usually takes the model's O(1) short path (`virtual_timer_fired`).
 
 use super::mmio::{decode_data_abort, MmioAccess};
 use super::{Vcpu, Vm};
@@ -12,6 +18,8 @@ use crate::arch::vcpu_if;
 use crate::devices::pl011::{Pl011, PL011_SIZE};
 use crate::dt::guest_fdt::{GuestGic, GuestPlatform};
 use crate::vgic::{self, Effects, Vgic, VgicConfig, VgicVersion};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU16, Ordering};
 use spin::Mutex;
 
 /// Where the PL011 is in every VM's IPA space, and its SPI (INTID 32 + 1), as on QEMU virt.
@@ -30,7 +38,11 @@ pub const VTIMER_INTID: u32 = 27;
 
 pub struct Platform {
     pub vgic: Mutex<Vgic>,
-    pub uart: Mutex<Pl011>,
+    pub uart: Mutex<Uart>,
+    /// Per vCPU, `Vgic::lrs_in_use` as of its last sync or fill. Only the vCPU's own physical
+    /// CPU changes what the model has in its list registers (sync, fill, the timer's short
+    /// path), so this copy lets an exit with nothing in them skip the model's lock.
+    lrs_in_use: Vec<AtomicU16>,
 }
 
 impl Platform {
@@ -44,19 +56,31 @@ impl Platform {
                 version,
             })),
             uart: Mutex::new(Self::new_uart()),
+            lrs_in_use: (0..vcpus).map(|_| AtomicU16::new(0)).collect(),
         }
     }
 
-    fn new_uart() -> Pl011 {
-        let mut uart = Pl011::new();
-        uart.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
-        uart
+    fn new_uart() -> Uart {
+        let mut model = Pl011::new();
+        model.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
+        Uart { model, line: false }
     }
 
     /// Back to the power-on state (SYSTEM_RESET).
     pub fn reset(&self) {
+        // The UART first (the lock order of `Uart::update_line`), held until both are reset:
+        // its record of the line and the vGIC's line go back to deasserted together.
+        let mut uart = self.uart.lock();
         self.vgic.lock().reset();
-        *self.uart.lock() = Self::new_uart();
+        for lrs in &self.lrs_in_use {
+            lrs.store(0, Ordering::Relaxed);
+        }
+        *uart = Self::new_uart();
+    }
+
+    /// Records what the model has in `vcpu`'s list registers (see `lrs_in_use`).
+    fn note_lrs(&self, vcpu: usize, vgic: &Vgic) {
+        self.lrs_in_use[vcpu].store(vgic.lrs_in_use(vcpu), Ordering::Relaxed);
     }
 
     /// How the guest's device tree describes this platform.
@@ -79,6 +103,29 @@ impl Platform {
     }
 }
 
+/// A VM's PL011 and the level its interrupt line last had in the vGIC.
+pub struct Uart {
+    pub model: Pl011,
+    /// What the vGIC model was last told of the line (`update_line`): most accesses (a
+    /// console character is two, FR then DR) leave the level as it was, and then the vGIC is
+    /// not involved at all.
+    line: bool,
+}
+
+impl Uart {
+    /// Tells the vGIC the line's level if it changed; returns whom to kick. Called with the
+    /// UART locked, so that the vGIC sees the levels in the order the UART had them (the lock
+    /// order is UART, then vGIC; nothing takes them the other way).
+    fn update_line(&mut self, vgic: &Mutex<Vgic>) -> Effects {
+        let level = self.model.irq_level();
+        if level == self.line {
+            return Effects::default();
+        }
+        self.line = level;
+        vgic.lock().set_level(0, UART_INTID, level)
+    }
+}
+
 /// The outcome of a trapped access to an emulated device.
 pub enum MmioOutcome {
     /// Emulated: step over the instruction and resume.
@@ -89,34 +136,36 @@ pub enum MmioOutcome {
     Unemulable(&'static str),
 }
 
-/// Emulates the data abort `esr` at `ipa` by `vcpu`, whose registers are `x`.
+/// Emulates the data abort `esr` at `ipa` by `vcpu`, whose registers are `x`. The UART is
+/// looked at first: it takes most device accesses (a Linux boot makes tens of thousands, two
+/// per console character), the GIC a few hundred.
 pub fn emulate_mmio(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64, ipa: u64) -> MmioOutcome {
     let vm = vcpu.vm;
     let Some(platform) = vm.platform.as_ref() else {
         return MmioOutcome::NotADevice;
     };
-    let in_gic = Vgic::contains_for(crate::arch::vgic_version(), ipa, vm.vcpus.len());
     let in_uart = (UART_IPA..UART_IPA + PL011_SIZE).contains(&ipa);
-    if !in_gic && !in_uart {
+    if !in_uart && !Vgic::contains_for(crate::arch::vgic_version(), ipa, vm.vcpus.len()) {
         return MmioOutcome::NotADevice;
     }
     let access = match decode_data_abort(esr, ipa) {
         Ok(a) => a,
         Err(_) => return MmioOutcome::Unemulable("device access without syndrome"),
     };
-    let effects = if in_gic {
-        match gic_access(platform, vcpu.index, &access, x) {
-            Ok(e) => e,
-            Err(why) => return MmioOutcome::Unemulable(why),
-        }
+    let effects = if in_uart {
+        uart_access(vm, platform, &access, x)
     } else {
-        match uart_access(vm, platform, &access, x) {
-            Ok(e) => e,
-            Err(why) => return MmioOutcome::Unemulable(why),
-        }
+        gic_access(platform, vcpu.index, &access, x)
     };
-    kick(vm, effects);
-    MmioOutcome::Done
+    match effects {
+        Ok(e) => {
+            if e != Effects::default() {
+                kick(vm, e);
+            }
+            MmioOutcome::Done
+        }
+        Err(why) => MmioOutcome::Unemulable(why),
+    }
 }
 
 fn gic_access(
@@ -145,24 +194,25 @@ fn uart_access(
     x: &mut [u64; 31],
 ) -> Result<Effects, &'static str> {
     let offset = a.ipa - UART_IPA;
-    let level = {
-        let mut uart = p.uart.lock();
-        if a.write {
-            let out = uart
-                .write(offset, a.size, a.write_value(x) as u32)
-                .map_err(|_| "bad PL011 access")?;
-            if let Some(byte) = out {
-                vm.console.lock().push(&[byte], |line| {
-                    crate::arch::console::vm_line(&vm.name, line)
-                });
-            }
-        } else {
-            let v = uart.read(offset, a.size).map_err(|_| "bad PL011 access")?;
-            a.complete_read(x, v as u64);
+    let mut uart = p.uart.lock();
+    if a.write {
+        let out = uart
+            .model
+            .write(offset, a.size, a.write_value(x) as u32)
+            .map_err(|_| "bad PL011 access")?;
+        if let Some(byte) = out {
+            vm.console.lock().push(&[byte], |line| {
+                crate::arch::console::vm_line(&vm.name, line)
+            });
         }
-        uart.irq_level()
-    };
-    Ok(p.vgic.lock().set_level(0, UART_INTID, level))
+    } else {
+        let v = uart
+            .model
+            .read(offset, a.size)
+            .map_err(|_| "bad PL011 access")?;
+        a.complete_read(x, v as u64);
+    }
+    Ok(uart.update_line(&p.vgic))
 }
 
 /// A new scheduler period: every VM's console output budget is refilled.
@@ -174,12 +224,11 @@ pub fn refill_console_budgets() {
         if !vm.is_running() {
             continue;
         }
-        let level = {
+        let effects = {
             let mut uart = p.uart.lock();
-            uart.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
-            uart.irq_level()
+            uart.model.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
+            uart.update_line(&p.vgic)
         };
-        let effects = p.vgic.lock().set_level(0, UART_INTID, level);
         kick(vm, effects);
     }
 }
@@ -189,12 +238,11 @@ pub fn console_input(vm: &Vm, byte: u8) {
     let Some(p) = vm.platform.as_ref() else {
         return;
     };
-    let level = {
+    let effects = {
         let mut uart = p.uart.lock();
-        uart.push_input(byte);
-        uart.irq_level()
+        uart.model.push_input(byte);
+        uart.update_line(&p.vgic)
     };
-    let effects = p.vgic.lock().set_level(0, UART_INTID, level);
     kick(vm, effects);
 }
 
@@ -220,14 +268,21 @@ pub fn sync_list_registers(vcpu: &Vcpu) {
     let Some(p) = vcpu.vm.platform.as_ref() else {
         return;
     };
-    let mut vgic = p.vgic.lock();
-    if vgic.lrs_in_use(vcpu.index) == 0 {
-        return;
+    if p.lrs_in_use[vcpu.index].load(Ordering::Relaxed) != 0 {
+        sync_in_use(vcpu, p);
     }
+}
+
+/// `sync_list_registers` when some list registers are in use; apart so that the common case
+/// (none) stays a few instructions.
+#[inline(never)]
+fn sync_in_use(vcpu: &Vcpu, p: &Platform) {
     let empty = vcpu_if::empty_lrs();
+    let mut vgic = p.vgic.lock();
     let effects = vgic.sync_list_registers(vcpu.index, |n| {
         (empty & (1 << n) == 0).then(|| vcpu_if::read_lr(n))
     });
+    p.note_lrs(vcpu.index, &vgic);
     drop(vgic);
     if effects != Effects::default() {
         kick(vcpu.vm, effects);
@@ -243,10 +298,13 @@ pub fn fill_list_registers(vcpu: &Vcpu) {
     let Some(p) = vcpu.vm.platform.as_ref() else {
         return;
     };
-    let filled = p
-        .vgic
-        .lock()
-        .fill_list_registers(vcpu.index, vcpu_if::lr_count(), vcpu_if::write_lr);
+    let mut vgic = p.vgic.lock();
+    let filled = vgic.fill_list_registers(vcpu.index, vcpu_if::lr_count(), vcpu_if::write_lr);
+    if !filled.changed {
+        return;
+    }
+    p.note_lrs(vcpu.index, &vgic);
+    drop(vgic);
     let hcr = vcpu_if::HCR_EN | if filled.more { vcpu_if::HCR_NPIE } else { 0 };
     vcpu_if::set_hcr(hcr);
     if filled.kick != Effects::default() {
@@ -266,15 +324,25 @@ pub fn virtual_timer_fired(vcpu: &Vcpu) -> bool {
         return false;
     };
     let mut vgic = p.vgic.lock();
-    if let Some((n, entry)) =
+    if let Some((n, raw)) =
         vgic.refire_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID, vcpu_if::empty_lrs)
     {
-        vcpu_if::write_lr(n, Some(&entry));
         drop(vgic);
-        vcpu_if::set_hcr(vcpu_if::HCR_EN);
+        // The one list register in use now.
+        if let Some(lrs) = p.lrs_in_use.get(vcpu.index) {
+            lrs.store(1 << n, Ordering::Relaxed);
+        }
+        vcpu_if::write_lr_raw_and_hcr(n, raw, vcpu_if::HCR_EN);
         return true;
     }
     drop(vgic);
+    timer_general_path(vcpu, p);
+    true
+}
+
+/// `virtual_timer_fired` off its short path: sync, inject, fill.
+#[inline(never)]
+fn timer_general_path(vcpu: &Vcpu, p: &Platform) {
     sync_list_registers(vcpu);
     // Only the vCPU that owns the timer is concerned, and it is the current one: no kick.
     let _ = p
@@ -282,5 +350,4 @@ pub fn virtual_timer_fired(vcpu: &Vcpu) -> bool {
         .lock()
         .inject_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID);
     fill_list_registers(vcpu);
-    true
 }

@@ -3,42 +3,88 @@
 //!
 //! Owns: moving that state between the registers and memory on a vCPU switch. The hypervisor
 //! itself is built soft-float and never touches FP/SIMD, so guest FP state stays live in the
-//! registers across traps and is only switched here.
+//! registers across traps, and across vCPU switches too: it is switched lazily (`switch_fp`).
+//! A vCPU is entered with FP/SIMD trapped (CPTR_EL2.TFP) unless the registers hold its own
+//! state; its first FP/SIMD instruction then traps, the registers go to their owner's context
+//! and this vCPU's come in. A vCPU that never touches FP/SIMD (many guests between two
+//! switches) costs nothing, and one alone on its CPU never traps. The pointer authentication
+//! keys are switched the same way (`switch_pauth`), trapped by HCR_EL2.API (the PAC
+//! instructions) and HCR_EL2.APK (the key registers): every use of a key traps until the
+//! registers hold this vCPU's, so no guest ever runs with another's keys, whatever it enabled.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// EL1 system registers of a vCPU (Arm ARM D13.2, the AArch64 system register descriptions).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct El1SysRegs {
-    pub sctlr_el1: u64,
-    pub ttbr0_el1: u64,
-    pub ttbr1_el1: u64,
-    pub tcr_el1: u64,
-    pub mair_el1: u64,
-    pub amair_el1: u64,
-    pub vbar_el1: u64,
-    pub contextidr_el1: u64,
-    pub tpidr_el1: u64,
-    pub tpidr_el0: u64,
-    pub tpidrro_el0: u64,
-    pub sp_el1: u64,
-    pub sp_el0: u64,
-    pub elr_el1: u64,
-    pub spsr_el1: u64,
-    pub esr_el1: u64,
-    pub far_el1: u64,
-    pub afsr0_el1: u64,
-    pub afsr1_el1: u64,
-    pub par_el1: u64,
-    pub cpacr_el1: u64,
-    pub csselr_el1: u64,
-    pub cntkctl_el1: u64,
-    pub cntv_ctl_el0: u64,
-    pub cntv_cval_el0: u64,
-    pub mdscr_el1: u64,
-    pub pauth: PauthKeys,
+/// Declares `El1SysRegs` with the registers given in pairs, in this order, and its `save` and
+/// `load`, which move them with one `mrs`/`msr` each and one `stp`/`ldp` per pair (the field
+/// order is the order in memory: `repr(C)`).
+macro_rules! el1_sysregs {
+    ($($a:ident $b:ident),* $(,)?) => {
+        /// EL1 system registers of a vCPU (Arm ARM D13.2, the AArch64 system register
+        /// descriptions).
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct El1SysRegs {
+            $(pub $a: u64, pub $b: u64,)*
+            /// Switched lazily (`switch_pauth`), not by `save` and `load`.
+            pub pauth: PauthKeys,
+        }
+
+        impl El1SysRegs {
+            pub fn save(&mut self) {
+                // SAFETY: reading EL1 system registers at EL2 has no side effect; the stores
+                // stay inside `self` (one pair per field pair, in field order).
+                unsafe {
+                    asm!(
+                        $(
+                            concat!("mrs {t0}, ", stringify!($a)),
+                            concat!("mrs {t1}, ", stringify!($b)),
+                            "stp {t0}, {t1}, [{p}], #16",
+                        )*
+                        p = inout(reg) self as *mut Self => _,
+                        t0 = out(reg) _,
+                        t1 = out(reg) _,
+                        options(nostack, preserves_flags)
+                    );
+                }
+            }
+
+            pub fn load(&self) {
+                // SAFETY: EL1 system registers only affect EL1/EL0 execution, i.e. the guest
+                // about to run, whose own saved values these are.
+                unsafe {
+                    asm!(
+                        $(
+                            "ldp {t0}, {t1}, [{p}], #16",
+                            concat!("msr ", stringify!($a), ", {t0}"),
+                            concat!("msr ", stringify!($b), ", {t1}"),
+                        )*
+                        p = inout(reg) self as *const Self => _,
+                        t0 = out(reg) _,
+                        t1 = out(reg) _,
+                        options(nostack, preserves_flags, readonly)
+                    );
+                }
+            }
+        }
+    };
 }
+
+el1_sysregs!(
+    sctlr_el1 ttbr0_el1,
+    ttbr1_el1 tcr_el1,
+    mair_el1 amair_el1,
+    vbar_el1 contextidr_el1,
+    tpidr_el1 tpidr_el0,
+    tpidrro_el0 sp_el1,
+    sp_el0 elr_el1,
+    spsr_el1 esr_el1,
+    far_el1 afsr0_el1,
+    afsr1_el1 par_el1,
+    cpacr_el1 csselr_el1,
+    cntkctl_el1 cntv_ctl_el0,
+    cntv_cval_el0 mdscr_el1,
+);
 
 /// SCTLR_EL1 at reset for a guest: MMU, caches and alignment checks off; the RES1 bits of
 /// Armv8.0 (bits 29, 28, 23, 22, 20, 11) set, as the architecture requires.
@@ -55,75 +101,6 @@ impl El1SysRegs {
     }
 }
 
-macro_rules! save_regs {
-    ($s:ident, $($field:ident),*) => {
-        $(
-            // SAFETY: reading an EL1 system register at EL2 has no side effect.
-            unsafe { asm!(concat!("mrs {}, ", stringify!($field)), out(reg) $s.$field, options(nomem, nostack, preserves_flags)) };
-        )*
-    };
-}
-
-macro_rules! load_regs {
-    ($s:ident, $($field:ident),*) => {
-        $(
-            // SAFETY: EL1 system registers only affect EL1/EL0 execution, i.e. the guest about
-            // to run, whose own saved values these are.
-            unsafe { asm!(concat!("msr ", stringify!($field), ", {}"), in(reg) $s.$field, options(nomem, nostack, preserves_flags)) };
-        )*
-    };
-}
-
-macro_rules! for_each_sysreg {
-    ($m:ident, $s:ident) => {
-        $m!(
-            $s,
-            sctlr_el1,
-            ttbr0_el1,
-            ttbr1_el1,
-            tcr_el1,
-            mair_el1,
-            amair_el1,
-            vbar_el1,
-            contextidr_el1,
-            tpidr_el1,
-            tpidr_el0,
-            tpidrro_el0,
-            sp_el1,
-            sp_el0,
-            elr_el1,
-            spsr_el1,
-            esr_el1,
-            far_el1,
-            afsr0_el1,
-            afsr1_el1,
-            par_el1,
-            cpacr_el1,
-            csselr_el1,
-            cntkctl_el1,
-            cntv_ctl_el0,
-            cntv_cval_el0,
-            mdscr_el1
-        )
-    };
-}
-
-impl El1SysRegs {
-    pub fn save(&mut self) {
-        for_each_sysreg!(save_regs, self);
-        if has_pointer_auth() {
-            self.pauth.save();
-        }
-    }
-
-    pub fn load(&self) {
-        for_each_sysreg!(load_regs, self);
-        if has_pointer_auth() {
-            self.pauth.load();
-        }
-    }
-}
-
 /// The pointer authentication keys (Arm ARM D19.2: APIAKeyLo_EL1 ... APGAKeyHi_EL1), written
 /// by their encodings so that no assembler feature flag is needed.
 #[repr(C)]
@@ -132,44 +109,133 @@ pub struct PauthKeys {
     keys: [u64; 10],
 }
 
+/// `PauthKeys::save` and `load` for the key registers given in pairs, in memory order.
 macro_rules! pauth_keys {
-    ($($i:literal => $enc:literal),*) => {
+    ($($a:literal $b:literal),* $(,)?) => {
         impl PauthKeys {
             fn save(&mut self) {
-                $(
-                    // SAFETY: reading a key register at EL2 has no side effect.
-                    unsafe { asm!(concat!("mrs {}, ", $enc), out(reg) self.keys[$i], options(nomem, nostack, preserves_flags)) };
-                )*
+                // SAFETY: reading a key register at EL2 has no side effect; the stores stay
+                // inside `self.keys`, one pair per register pair.
+                unsafe {
+                    asm!(
+                        $(
+                            concat!("mrs {t0}, ", $a),
+                            concat!("mrs {t1}, ", $b),
+                            "stp {t0}, {t1}, [{p}], #16",
+                        )*
+                        p = inout(reg) self.keys.as_mut_ptr() => _,
+                        t0 = out(reg) _,
+                        t1 = out(reg) _,
+                        options(nostack, preserves_flags)
+                    );
+                }
             }
 
             fn load(&self) {
-                $(
-                    // SAFETY: the keys only affect EL1/EL0 pointer authentication, i.e. the
-                    // guest about to run, whose keys these are.
-                    unsafe { asm!(concat!("msr ", $enc, ", {}"), in(reg) self.keys[$i], options(nomem, nostack, preserves_flags)) };
-                )*
+                // SAFETY: the keys only affect EL1/EL0 pointer authentication, i.e. the guest
+                // about to run, whose keys these are.
+                unsafe {
+                    asm!(
+                        $(
+                            "ldp {t0}, {t1}, [{p}], #16",
+                            concat!("msr ", $a, ", {t0}"),
+                            concat!("msr ", $b, ", {t1}"),
+                        )*
+                        p = inout(reg) self.keys.as_ptr() => _,
+                        t0 = out(reg) _,
+                        t1 = out(reg) _,
+                        options(nostack, preserves_flags, readonly)
+                    );
+                }
             }
         }
     };
 }
 
-pauth_keys!(0 => "S3_0_C2_C1_0", 1 => "S3_0_C2_C1_1", 2 => "S3_0_C2_C1_2", 3 => "S3_0_C2_C1_3",
-    4 => "S3_0_C2_C2_0", 5 => "S3_0_C2_C2_1", 6 => "S3_0_C2_C2_2", 7 => "S3_0_C2_C2_3",
-    8 => "S3_0_C2_C3_0", 9 => "S3_0_C2_C3_1");
+// APIAKeyLo/Hi, APIBKeyLo/Hi, APDAKeyLo/Hi, APDBKeyLo/Hi, APGAKeyLo/Hi.
+pauth_keys!(
+    "S3_0_C2_C1_0" "S3_0_C2_C1_1",
+    "S3_0_C2_C1_2" "S3_0_C2_C1_3",
+    "S3_0_C2_C2_0" "S3_0_C2_C2_1",
+    "S3_0_C2_C2_2" "S3_0_C2_C2_3",
+    "S3_0_C2_C3_0" "S3_0_C2_C3_1",
+);
+const _: () = assert!(core::mem::size_of::<PauthKeys>() == 10 * 8);
 
 /// Whether the CPU implements pointer authentication: ID_AA64ISAR1_EL1.{APA, API, GPA, GPI}
 /// (bits 7:4, 11:8, 27:24, 31:28) or ID_AA64ISAR2_EL1.{GPA3, APA3} (11:8, 15:12).
+/// Read on every vCPU switch: a plain atomic set by `init`, rather than a `Once`.
 pub fn has_pointer_auth() -> bool {
-    static PRESENT: spin::Once<bool> = spin::Once::new();
-    *PRESENT.call_once(|| {
-        let (isar1, isar2): (u64, u64);
-        // SAFETY: reading ID registers has no side effect.
-        unsafe {
-            asm!("mrs {}, S3_0_C0_C6_1", out(reg) isar1, options(nomem, nostack));
-            asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack));
-        }
-        isar1 & 0xff00_0ff0 != 0 || isar2 & 0xff00 != 0
-    })
+    POINTER_AUTH.load(Ordering::Relaxed)
+}
+
+static POINTER_AUTH: AtomicBool = AtomicBool::new(false);
+
+/// Finds out what the CPU implements. Boot CPU, before any vCPU is loaded (the CPUs are taken
+/// to be alike).
+pub fn init() {
+    let (isar1, isar2): (u64, u64);
+    // SAFETY: reading ID registers has no side effect.
+    unsafe {
+        asm!("mrs {}, S3_0_C0_C6_1", out(reg) isar1, options(nomem, nostack));
+        asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack));
+    }
+    let present = isar1 & 0xff00_0ff0 != 0 || isar2 & 0xff00 != 0;
+    POINTER_AUTH.store(present, Ordering::Relaxed);
+}
+
+/// The loaded `vcpu` executed an FP/SIMD instruction that trapped (the registers hold another
+/// vCPU's state, or none): saves them into their owner's context, loads `vcpu`'s, and lets it
+/// use them until another vCPU takes them. The instruction is then retried.
+///
+/// # Safety
+/// `vcpu` must be loaded on this CPU. The owner, if any, is pinned to this CPU and not
+/// loaded, so its context is this CPU's to touch.
+pub unsafe fn switch_fp(vcpu: &crate::vm::Vcpu) {
+    let cpu = super::percpu::current();
+    super::traps::set_fp_trap(false);
+    // SAFETY: a context synchronisation event: the FP/SIMD accesses below must not trap.
+    unsafe { asm!("isb", options(nomem, nostack)) };
+    let owner = cpu.fp_owner();
+    if !owner.is_null() {
+        // SAFETY: the owner is a vCPU (never freed) pinned to this CPU and not loaded.
+        unsafe { (*owner).ctx().fp.save() };
+    }
+    // SAFETY: `vcpu` is loaded on this CPU.
+    unsafe { vcpu.ctx().fp.load() };
+    cpu.set_fp_owner(vcpu);
+}
+
+/// The loaded `vcpu` used a pointer authentication key or key register, which trapped (the
+/// registers hold another vCPU's keys, or none): as `switch_fp`, for the keys. The
+/// instruction is then retried.
+///
+/// # Safety
+/// As for `switch_fp`.
+pub unsafe fn switch_pauth(vcpu: &crate::vm::Vcpu) {
+    let cpu = super::percpu::current();
+    let owner = cpu.pauth_owner();
+    if !owner.is_null() {
+        // SAFETY: the owner is a vCPU (never freed) pinned to this CPU and not loaded.
+        unsafe { (*owner).ctx().sys.pauth.save() };
+    }
+    // SAFETY: `vcpu` is loaded on this CPU.
+    unsafe { vcpu.ctx().sys.pauth.load() };
+    cpu.set_pauth_owner(vcpu);
+    super::traps::set_pauth_trap(false);
+}
+
+/// `vcpu`'s FP/SIMD state and keys in its context are the truth again (it was reset): if this
+/// CPU's registers hold older ones of it, forget them, so that they are not saved over the new
+/// ones and the new ones are loaded at their first use.
+pub fn forget_lazy_state(vcpu: &crate::vm::Vcpu) {
+    let cpu = super::percpu::current();
+    if core::ptr::eq(cpu.fp_owner(), vcpu) {
+        cpu.set_fp_owner(core::ptr::null());
+    }
+    if core::ptr::eq(cpu.pauth_owner(), vcpu) {
+        cpu.set_pauth_owner(core::ptr::null());
+    }
 }
 
 /// FP/SIMD registers: V0..V31, FPCR, FPSR.
@@ -184,7 +250,7 @@ pub struct FpRegs {
 impl FpRegs {
     pub fn save(&mut self) {
         // SAFETY: stores the FP/SIMD registers into `self`, which is 16-byte aligned and large
-        // enough (32 × 16 bytes + 2 × 8). CPTR_EL2 does not trap FP at EL2.
+        // enough (32 × 16 bytes + 2 × 8). CPTR_EL2.TFP is clear (`switch_fp`).
         unsafe {
             asm!(
                 ".arch_extension fp",

@@ -15,6 +15,10 @@ use abi::Conduit;
 /// Exception classes (ESR_EL2.EC, Arm ARM D19.2.42).
 mod ec {
     pub const WFX: u64 = 0x01;
+    /// FP/SIMD access trapped by CPTR_EL2.TFP.
+    pub const FP: u64 = 0x07;
+    /// Pointer authentication instruction trapped by HCR_EL2.API.
+    pub const PAC: u64 = 0x09;
     pub const SMC64: u64 = 0x17;
     pub const SYS64: u64 = 0x18;
     pub const SVE: u64 = 0x19;
@@ -93,6 +97,9 @@ fn serve_hvc(regs: *mut GuestRegs) -> PartialExit {
     // `repr(C)`).
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
+    if hypercall::answer_yield(x) {
+        return end_turn(regs);
+    }
     match hypercall::handle(vcpu, x, Conduit::Hvc) {
         Action::Resume => resume(regs),
         _ => end_turn(regs),
@@ -142,6 +149,13 @@ extern "C" fn handle_guest_sync(regs: *mut GuestRegs) -> *mut GuestRegs {
 /// sending an SGI, trapped because HCR_EL2.IMO is set (IHI 0069 §12.1.9).
 const SYSREG_ICC_SGI1R: (u64, u64, u64, u64, u64) = (3, 0, 12, 11, 5);
 
+/// Whether a trapped system register is a pointer authentication key: APIAKeyLo_EL1 ..
+/// APGAKeyHi_EL1 are (op0 3, op1 0, CRn 2, CRm 1..3).
+fn is_pauth_key(sysreg: (u64, u64, u64, u64, u64)) -> bool {
+    let (op0, op1, crn, crm, _) = sysreg;
+    op0 == 3 && op1 == 0 && crn == 2 && (1..=3).contains(&crm)
+}
+
 /// The system register named by a SYS64 trap's ISS (Arm ARM D19.2.42): (op0, op1, CRn, CRm,
 /// op2).
 fn trapped_sysreg(esr: u64) -> (u64, u64, u64, u64, u64) {
@@ -164,6 +178,24 @@ fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
         ec::WFX => {
             advance_pc(esr);
             Action::Yield
+        }
+        ec::FP => {
+            // The registers hold another vCPU's FP/SIMD state: switch, then retry.
+            // SAFETY: `vcpu` is the vCPU loaded on this CPU.
+            unsafe { super::context::switch_fp(vcpu) };
+            Action::Resume
+        }
+        ec::PAC => {
+            // The registers hold another vCPU's keys: switch, then retry.
+            // SAFETY: `vcpu` is the vCPU loaded on this CPU.
+            unsafe { super::context::switch_pauth(vcpu) };
+            Action::Resume
+        }
+        ec::SYS64 if is_pauth_key(trapped_sysreg(esr)) => {
+            // A key register, trapped by HCR_EL2.APK likewise: switch, then retry.
+            // SAFETY: as above.
+            unsafe { super::context::switch_pauth(vcpu) };
+            Action::Resume
         }
         ec::SYS64 => {
             let rt = ((esr >> SYS64_RT_SHIFT) & 0x1f) as usize;
@@ -248,11 +280,9 @@ extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> PartialExit {
             super::mask_virtual_timer();
             gic::deactivate(intid);
         }
-        return if vcpu.vm.is_running() {
-            resume(regs)
-        } else {
-            end_turn(regs)
-        };
+        // As for a hypercall that resumes its caller, whether another vCPU stopped the VM
+        // meanwhile is left to the preemption tick, within one time slice.
+        return resume(regs);
     }
     platform::sync_list_registers(vcpu);
     let mut tick = false;

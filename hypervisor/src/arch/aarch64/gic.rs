@@ -6,12 +6,12 @@
 //! Owns: GICD, this CPU's GICR or GICC, and the ICC_* registers. Never touches the virtual
 //! CPU interface (ICH_*/GICH): that belongs to the vGIC (Linux guest issue).
 
+use super::percpu;
 use crate::dt::hwinfo::{GicInfo, GicVersion};
-use super::percpu::{self, MAX_CPUS};
 use aarch64_cpu::asm::barrier;
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
 use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// INTIDs 1020..1023 are special (spurious); anything at or above is not an interrupt
 /// (GICv3 architecture specification, IHI 0069, §2.2.1).
@@ -26,10 +26,6 @@ static GIC: spin::Once<GicInfo> = spin::Once::new();
 static CPU_IF: AtomicU64 = AtomicU64::new(CPU_IF_NONE);
 const CPU_IF_NONE: u64 = 0;
 const CPU_IF_SYSREGS: u64 = 1;
-
-/// Each CPU's private-interrupt register bank (`private_bank`), found once by `init_cpu`
-/// rather than by walking the redistributors on every vCPU switch; 0 if none.
-static PRIVATE_BANK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn mmio_read(addr: u64) -> u32 {
     // SAFETY: `addr` is a GIC register inside a region of the device tree's GIC node, mapped
@@ -106,8 +102,9 @@ pub fn init(info: GicInfo) {
 /// Per-CPU set-up: this CPU's redistributor or CPU interface. Each CPU, after `init`.
 pub fn init_cpu(mpidr: u64) {
     let Some(gic) = GIC.get() else { return };
+    // Found once here rather than by walking the redistributors on every vCPU switch.
     let bank = find_private_bank(gic, mpidr).unwrap_or(0);
-    PRIVATE_BANK[percpu::current().index()].store(bank, Ordering::Relaxed);
+    percpu::current().set_private_bank(bank);
     match gic.version {
         GicVersion::V3 => {
             if let Some(rd) = redistributor_of(gic, mpidr) {
@@ -288,7 +285,7 @@ fn find_private_bank(gic: &GicInfo, mpidr: u64) -> Option<u64> {
 
 /// This CPU's private-interrupt register bank, if it has one.
 fn private_bank() -> Option<u64> {
-    match PRIVATE_BANK[percpu::current().index()].load(Ordering::Relaxed) {
+    match percpu::current().private_bank() {
         0 => None,
         bank => Some(bank),
     }

@@ -1,10 +1,12 @@
 //! Per-physical-CPU data, found through TPIDR_EL2.
 //!
 //! Owns: each CPU's stack top (read by the exception entry assembly, so it must stay the first
-//! field) and its scheduler state. A CPU only ever touches its own entry, except at boot when
+//! field), its scheduler state, and which vCPUs' FP/SIMD state and pointer authentication keys
+//! its registers hold. A CPU only ever touches its own entry, except at boot when
 //! the primary CPU fills in every CPU's run queue before starting the secondaries.
 
 use crate::sched::CpuSched;
+use crate::vm::Vcpu;
 use aarch64_cpu::registers::{Readable, Writeable, TPIDR_EL2};
 use core::cell::UnsafeCell;
 
@@ -17,6 +19,14 @@ pub struct PerCpu {
     pub index: UnsafeCell<usize>,
     pub mpidr: UnsafeCell<u64>,
     pub sched: UnsafeCell<CpuSched>,
+    /// The vCPU whose FP/SIMD state is in this CPU's registers (null: none), which may be
+    /// another than the loaded one: FP/SIMD is switched lazily (context.rs).
+    pub fp_owner: UnsafeCell<*const Vcpu>,
+    /// Likewise for the pointer authentication keys.
+    pub pauth_owner: UnsafeCell<*const Vcpu>,
+    /// The address of this CPU's private-interrupt register bank in the GIC (`gic.rs`), 0 if
+    /// none: found once rather than on every vCPU switch.
+    pub private_bank: UnsafeCell<u64>,
 }
 
 // SAFETY: each entry is only accessed by its own CPU (through TPIDR_EL2), except during boot
@@ -29,6 +39,9 @@ const EMPTY: PerCpu = PerCpu {
     index: UnsafeCell::new(0),
     mpidr: UnsafeCell::new(0),
     sched: UnsafeCell::new(CpuSched::new()),
+    fp_owner: UnsafeCell::new(core::ptr::null()),
+    pauth_owner: UnsafeCell::new(core::ptr::null()),
+    private_bank: UnsafeCell::new(0),
 };
 
 static PERCPU: [PerCpu; MAX_CPUS] = [EMPTY; MAX_CPUS];
@@ -65,6 +78,39 @@ impl PerCpu {
     pub fn index(&self) -> usize {
         // SAFETY: written once by `install` before any reader runs.
         unsafe { *self.index.get() }
+    }
+
+    /// The vCPU whose FP/SIMD state this CPU's registers hold (see `fp_owner`).
+    pub fn fp_owner(&self) -> *const Vcpu {
+        // SAFETY: only this CPU reads or writes its entry's owner.
+        unsafe { *self.fp_owner.get() }
+    }
+
+    pub fn set_fp_owner(&self, owner: *const Vcpu) {
+        // SAFETY: as for `fp_owner`.
+        unsafe { *self.fp_owner.get() = owner }
+    }
+
+    /// The vCPU whose pointer authentication keys this CPU's registers hold.
+    pub fn pauth_owner(&self) -> *const Vcpu {
+        // SAFETY: only this CPU reads or writes its entry's owner.
+        unsafe { *self.pauth_owner.get() }
+    }
+
+    pub fn set_pauth_owner(&self, owner: *const Vcpu) {
+        // SAFETY: as for `pauth_owner`.
+        unsafe { *self.pauth_owner.get() = owner }
+    }
+
+    /// See `private_bank`.
+    pub fn private_bank(&self) -> u64 {
+        // SAFETY: only this CPU reads or writes its entry's bank.
+        unsafe { *self.private_bank.get() }
+    }
+
+    pub fn set_private_bank(&self, bank: u64) {
+        // SAFETY: as for `private_bank`.
+        unsafe { *self.private_bank.get() = bank }
     }
 
     /// This CPU's scheduler state.

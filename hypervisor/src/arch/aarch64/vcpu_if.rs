@@ -17,8 +17,8 @@ use crate::dt::hwinfo::{GicVersion, Region};
 use crate::vgic::{lr_from_gich, lr_from_ich, lr_to_gich, lr_to_ich, LrEntry};
 use aarch64_cpu::registers::*;
 use core::arch::{asm, global_asm};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
 /// The architecture allows up to 16 list registers (GICv2: 64, of which we use 16).
 pub const MAX_LRS: usize = 16;
@@ -61,7 +61,9 @@ pub fn init(version: GicVersion, hyp_interface: Option<Region>) {
     if let (GicVersion::V2, Some(gich)) = (version, hyp_interface) {
         GICH_BASE.store(gich.base, Ordering::Relaxed);
     }
-    LR_COUNT.store(read_lr_count(), Ordering::Relaxed);
+    let n = read_lr_count();
+    LR_COUNT.store(n, Ordering::Relaxed);
+    LR_MASK.store(((1u32 << n) - 1) as u16, Ordering::Relaxed);
 }
 
 #[inline(always)]
@@ -104,9 +106,16 @@ pub fn lr_count() -> usize {
 }
 
 /// The list registers this CPU has, as a mask.
+#[inline]
 fn all_lrs() -> u16 {
-    ((1u32 << lr_count()) - 1) as u16
+    match LR_MASK.load(Ordering::Relaxed) {
+        0 => ((1u32 << lr_count()) - 1) as u16,
+        mask => mask,
+    }
 }
+
+/// `all_lrs` once known (0 before `init`): it is needed on every vCPU switch.
+static LR_MASK: AtomicU16 = AtomicU16::new(0);
 
 /// The list registers that hold no interrupt, as a mask (ICH_ELRSR_EL2, IHI 0069 §12.4.5;
 /// GICH_ELRSR0, IHI 0048B §5.3.6). An Invalid entry that still asks for an EOI maintenance
@@ -134,9 +143,16 @@ pub fn init_cpu() {
     set_hcr(0);
 }
 
-/// The set bits of `mask`, lowest first.
+/// The set bits of `mask`, lowest first (in as many steps as there are).
 fn lr_bits(mask: u16) -> impl Iterator<Item = usize> {
-    (0..MAX_LRS).filter(move |&n| mask & (1 << n) != 0)
+    let mut m = mask;
+    core::iter::from_fn(move || {
+        (m != 0).then(|| {
+            let n = m.trailing_zeros() as usize;
+            m &= m - 1;
+            n
+        })
+    })
 }
 
 // ICH_LR<n>_EL2 is a different system register for each n: two tables of 16 two-instruction
@@ -231,6 +247,22 @@ pub fn write_lr(n: usize, entry: Option<&LrEntry>) {
     write_lr_raw(n, raw);
 }
 
+/// Writes list register `n` with `raw` (already in the hardware's encoding, `lr_encode`) and
+/// ICH_HCR_EL2 / GICH_HCR with `hcr`: the whole of the virtual timer's short path
+/// (`platform::virtual_timer_fired`), choosing the interface once.
+pub fn write_lr_raw_and_hcr(n: usize, raw: u64, hcr: u64) {
+    match gich() {
+        Some(base) => {
+            mmio_write(base + GICH_LR0 + 4 * (n % MAX_LRS) as u64, raw as u32);
+            mmio_write(base + GICH_HCR, hcr as u32);
+        }
+        None => {
+            write_ich_lr(n, raw);
+            ICH_HCR_EL2.set(hcr);
+        }
+    }
+}
+
 pub fn set_hcr(value: u64) {
     match gich() {
         Some(base) => mmio_write(base + GICH_HCR, value as u32),
@@ -248,34 +280,46 @@ impl VcpuIfState {
         }
     }
 
-    /// Saves the loaded vCPU's interface and leaves it empty and disabled.
+    /// Saves the loaded vCPU's interface and leaves it empty and disabled (nothing left
+    /// behind for the next vCPU of this CPU).
+    #[inline]
     pub fn save(&mut self) {
         self.live = !empty_lrs() & all_lrs();
-        for n in lr_bits(self.live) {
-            self.lrs[n] = read_lr_raw(n);
-            write_lr_raw(n, 0);
+        if self.live != 0 {
+            self.save_lrs();
         }
         match gich() {
             Some(base) => {
                 self.vmcr = mmio_read(base + GICH_VMCR) as u64;
                 self.ap1r0 = mmio_read(base + GICH_APR) as u64;
                 self.hcr = mmio_read(base + GICH_HCR) as u64;
+                mmio_write(base + GICH_HCR, 0);
             }
             None => {
                 self.vmcr = ICH_VMCR_EL2.get();
                 self.ap1r0 = ICH_AP1R0_EL2.get();
                 self.ap0r0 = ICH_AP0R0_EL2.get();
                 self.hcr = ICH_HCR_EL2.get();
+                ICH_HCR_EL2.set(0);
             }
         }
-        // Leave nothing behind for the next vCPU of this CPU.
-        set_hcr(0);
     }
 
-    /// Loads a vCPU's interface into a CPU whose list registers are all empty.
-    pub fn load(&self) {
+    /// Saves and empties the `live` list registers.
+    #[inline(never)]
+    fn save_lrs(&mut self) {
         for n in lr_bits(self.live) {
-            write_lr_raw(n, self.lrs[n]);
+            self.lrs[n] = read_lr_raw(n);
+            write_lr_raw(n, 0);
+        }
+    }
+
+    /// Loads a vCPU's interface into a CPU whose list registers are all empty. The caller
+    /// synchronises the context before the guest runs (`load_vcpu`).
+    #[inline]
+    pub fn load(&self) {
+        if self.live != 0 {
+            self.load_lrs();
         }
         match gich() {
             Some(base) => {
@@ -290,8 +334,13 @@ impl VcpuIfState {
                 ICH_HCR_EL2.set(self.hcr);
             }
         }
-        // SAFETY: a context synchronisation event so the interface state is in effect before
-        // the guest runs.
-        unsafe { asm!("isb", options(nomem, nostack)) };
+    }
+
+    /// Writes the `live` list registers back.
+    #[inline(never)]
+    fn load_lrs(&self) {
+        for n in lr_bits(self.live) {
+            write_lr_raw(n, self.lrs[n]);
+        }
     }
 }
