@@ -41,8 +41,8 @@ pub struct CrashFrame {
 
 global_asm!(
     r#"
-.macro GUEST_EXIT_PARTIAL handler
-    stp     x0, x1, [sp, #16 * 0]
+// x2..x17 into the register area at SP (x0 and x1 are stored first by every path).
+.macro SAVE_X2_X17
     stp     x2, x3, [sp, #16 * 1]
     stp     x4, x5, [sp, #16 * 2]
     stp     x6, x7, [sp, #16 * 3]
@@ -51,37 +51,63 @@ global_asm!(
     stp     x12, x13, [sp, #16 * 6]
     stp     x14, x15, [sp, #16 * 7]
     stp     x16, x17, [sp, #16 * 8]
-    str     x18, [sp, #16 * 9]
-    str     x30, [sp, #16 * 15]
-    mov     x0, sp
-    mrs     x1, tpidr_el2
-    ldr     x1, [x1]
-    mov     sp, x1
-    bl      \handler
-    b       exit_return
 .endm
 
-.macro GUEST_EXIT handler
-    stp     x0, x1, [sp, #16 * 0]
-    stp     x2, x3, [sp, #16 * 1]
-    stp     x4, x5, [sp, #16 * 2]
-    stp     x6, x7, [sp, #16 * 3]
-    stp     x8, x9, [sp, #16 * 4]
-    stp     x10, x11, [sp, #16 * 5]
-    stp     x12, x13, [sp, #16 * 6]
-    stp     x14, x15, [sp, #16 * 7]
-    stp     x16, x17, [sp, #16 * 8]
+// x18..x29: with x2..x17 and x30, the full save.
+.macro SAVE_X18_X29
     stp     x18, x19, [sp, #16 * 9]
     stp     x20, x21, [sp, #16 * 10]
     stp     x22, x23, [sp, #16 * 11]
     stp     x24, x25, [sp, #16 * 12]
     stp     x26, x27, [sp, #16 * 13]
     stp     x28, x29, [sp, #16 * 14]
-    str     x30, [sp, #16 * 15]
+.endm
+
+// The mirror images, from the register area at SP.
+.macro LOAD_X2_X17
+    ldp     x2, x3, [sp, #16 * 1]
+    ldp     x4, x5, [sp, #16 * 2]
+    ldp     x6, x7, [sp, #16 * 3]
+    ldp     x8, x9, [sp, #16 * 4]
+    ldp     x10, x11, [sp, #16 * 5]
+    ldp     x12, x13, [sp, #16 * 6]
+    ldp     x14, x15, [sp, #16 * 7]
+    ldp     x16, x17, [sp, #16 * 8]
+.endm
+
+.macro LOAD_X18_X29
+    ldp     x18, x19, [sp, #16 * 9]
+    ldp     x20, x21, [sp, #16 * 10]
+    ldp     x22, x23, [sp, #16 * 11]
+    ldp     x24, x25, [sp, #16 * 12]
+    ldp     x26, x27, [sp, #16 * 13]
+    ldp     x28, x29, [sp, #16 * 14]
+.endm
+
+// x0 = the register area; SP = this CPU's hypervisor stack (TPIDR_EL2 -> PerCpu.stack_top).
+.macro TO_CPU_STACK
     mov     x0, sp
     mrs     x1, tpidr_el2
     ldr     x1, [x1]
     mov     sp, x1
+.endm
+
+.macro GUEST_EXIT_PARTIAL handler
+    stp     x0, x1, [sp, #16 * 0]
+    SAVE_X2_X17
+    str     x18, [sp, #16 * 9]
+    str     x30, [sp, #16 * 15]
+    TO_CPU_STACK
+    bl      \handler
+    b       exit_return
+.endm
+
+.macro GUEST_EXIT handler
+    stp     x0, x1, [sp, #16 * 0]
+    SAVE_X2_X17
+    SAVE_X18_X29
+    str     x30, [sp, #16 * 15]
+    TO_CPU_STACK
     bl      \handler
     b       enter_guest
 .endm
@@ -89,20 +115,8 @@ global_asm!(
 .macro HYP_CRASH kind
     sub     sp, sp, #(8 * 36)
     stp     x0, x1, [sp, #16 * 0]
-    stp     x2, x3, [sp, #16 * 1]
-    stp     x4, x5, [sp, #16 * 2]
-    stp     x6, x7, [sp, #16 * 3]
-    stp     x8, x9, [sp, #16 * 4]
-    stp     x10, x11, [sp, #16 * 5]
-    stp     x12, x13, [sp, #16 * 6]
-    stp     x14, x15, [sp, #16 * 7]
-    stp     x16, x17, [sp, #16 * 8]
-    stp     x18, x19, [sp, #16 * 9]
-    stp     x20, x21, [sp, #16 * 10]
-    stp     x22, x23, [sp, #16 * 11]
-    stp     x24, x25, [sp, #16 * 12]
-    stp     x26, x27, [sp, #16 * 13]
-    stp     x28, x29, [sp, #16 * 14]
+    SAVE_X2_X17
+    SAVE_X18_X29
     mov     x0, #\kind
     b       hyp_crash_common
 .endm
@@ -136,20 +150,10 @@ exception_vectors:
     lsr     x0, x0, #26
     cmp     x0, #0x16               // ESR_EL2.EC == HVC64
     b.ne    guest_sync_full
-    stp     x2, x3, [sp, #16 * 1]
-    stp     x4, x5, [sp, #16 * 2]
-    stp     x6, x7, [sp, #16 * 3]
-    stp     x8, x9, [sp, #16 * 4]
-    stp     x10, x11, [sp, #16 * 5]
-    stp     x12, x13, [sp, #16 * 6]
-    stp     x14, x15, [sp, #16 * 7]
-    stp     x16, x17, [sp, #16 * 8]
+    SAVE_X2_X17
     str     x18, [sp, #16 * 9]
     str     x30, [sp, #16 * 15]
-    mov     x0, sp
-    mrs     x1, tpidr_el2
-    ldr     x1, [x1]
-    mov     sp, x1
+    TO_CPU_STACK
     bl      handle_guest_hvc
     b       exit_return
     .balign 0x80
@@ -170,25 +174,10 @@ exception_vectors:
 
     // A synchronous exit that is not a hypercall: x0 and x1 are saved, x0 was clobbered.
 guest_sync_full:
-    stp     x2, x3, [sp, #16 * 1]
-    stp     x4, x5, [sp, #16 * 2]
-    stp     x6, x7, [sp, #16 * 3]
-    stp     x8, x9, [sp, #16 * 4]
-    stp     x10, x11, [sp, #16 * 5]
-    stp     x12, x13, [sp, #16 * 6]
-    stp     x14, x15, [sp, #16 * 7]
-    stp     x16, x17, [sp, #16 * 8]
-    stp     x18, x19, [sp, #16 * 9]
-    stp     x20, x21, [sp, #16 * 10]
-    stp     x22, x23, [sp, #16 * 11]
-    stp     x24, x25, [sp, #16 * 12]
-    stp     x26, x27, [sp, #16 * 13]
-    stp     x28, x29, [sp, #16 * 14]
+    SAVE_X2_X17
+    SAVE_X18_X29
     str     x30, [sp, #16 * 15]
-    mov     x0, sp
-    mrs     x1, tpidr_el2
-    ldr     x1, [x1]
-    mov     sp, x1
+    TO_CPU_STACK
     bl      handle_guest_sync
     b       enter_guest
 
@@ -197,14 +186,7 @@ guest_sync_full:
 exit_return:
     cbz     x0, 1f
     mov     sp, x0
-    ldp     x2, x3, [sp, #16 * 1]
-    ldp     x4, x5, [sp, #16 * 2]
-    ldp     x6, x7, [sp, #16 * 3]
-    ldp     x8, x9, [sp, #16 * 4]
-    ldp     x10, x11, [sp, #16 * 5]
-    ldp     x12, x13, [sp, #16 * 6]
-    ldp     x14, x15, [sp, #16 * 7]
-    ldp     x16, x17, [sp, #16 * 8]
+    LOAD_X2_X17
     ldr     x18, [sp, #16 * 9]
     ldr     x30, [sp, #16 * 15]
     ldp     x0, x1, [sp, #16 * 0]
@@ -243,20 +225,8 @@ hyp_crash_common:
     .global enter_guest
 enter_guest:
     mov     sp, x0
-    ldp     x2, x3, [sp, #16 * 1]
-    ldp     x4, x5, [sp, #16 * 2]
-    ldp     x6, x7, [sp, #16 * 3]
-    ldp     x8, x9, [sp, #16 * 4]
-    ldp     x10, x11, [sp, #16 * 5]
-    ldp     x12, x13, [sp, #16 * 6]
-    ldp     x14, x15, [sp, #16 * 7]
-    ldp     x16, x17, [sp, #16 * 8]
-    ldp     x18, x19, [sp, #16 * 9]
-    ldp     x20, x21, [sp, #16 * 10]
-    ldp     x22, x23, [sp, #16 * 11]
-    ldp     x24, x25, [sp, #16 * 12]
-    ldp     x26, x27, [sp, #16 * 13]
-    ldp     x28, x29, [sp, #16 * 14]
+    LOAD_X2_X17
+    LOAD_X18_X29
     ldr     x30, [sp, #16 * 15]
     ldp     x0, x1, [sp, #16 * 0]
     eret
