@@ -26,11 +26,13 @@ use spin::Mutex;
 pub const UART_IPA: u64 = 0x0900_0000;
 pub const UART_SPI: u32 = 1;
 pub const UART_INTID: u32 = 32 + UART_SPI;
-/// What a VM may write to its console per scheduler period (10 ms): 2 KiB, i.e. 200 KiB/s.
-/// Beyond it the guest's UART reads as full until the next period, so a VM that floods its
+/// A VM's console output is a token bucket: it earns 2 KiB per scheduler period (10 ms), i.e.
+/// 200 KiB/s in the long run, and may save up to 64 KiB for a burst (a kernel's boot log).
+/// Out of tokens, the guest's UART reads as full until the next period, so a VM that floods its
 /// console slows only itself, and every other VM's lines and the hypervisor's log still get
 /// through.
 pub const CONSOLE_BYTES_PER_PERIOD: u32 = 2048;
+pub const CONSOLE_BURST_BYTES: u32 = 64 << 10;
 /// SPIs each VM's distributor offers.
 const VM_SPIS: u32 = 64;
 /// The virtual timer's PPI (INTID 27), the same number physically and virtually.
@@ -62,7 +64,7 @@ impl Platform {
 
     fn new_uart() -> Uart {
         let mut model = Pl011::new();
-        model.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
+        model.set_tx_credit(CONSOLE_BURST_BYTES);
         Uart { model, line: false }
     }
 
@@ -215,7 +217,7 @@ fn uart_access(
     Ok(uart.update_line(&p.vgic))
 }
 
-/// A new scheduler period: every VM's console output budget is refilled.
+/// A new scheduler period: every VM's console earns its tokens.
 pub fn refill_console_budgets() {
     for vm in crate::vm_table::all() {
         let Some(p) = vm.platform.as_ref() else {
@@ -226,7 +228,8 @@ pub fn refill_console_budgets() {
         }
         let effects = {
             let mut uart = p.uart.lock();
-            uart.model.set_tx_credit(CONSOLE_BYTES_PER_PERIOD);
+            let credit = uart.model.tx_credit().saturating_add(CONSOLE_BYTES_PER_PERIOD);
+            uart.model.set_tx_credit(credit.min(CONSOLE_BURST_BYTES));
             uart.update_line(&p.vgic)
         };
         kick(vm, effects);
