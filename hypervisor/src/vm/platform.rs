@@ -228,7 +228,10 @@ pub fn refill_console_budgets() {
         }
         let effects = {
             let mut uart = p.uart.lock();
-            let credit = uart.model.tx_credit().saturating_add(CONSOLE_BYTES_PER_PERIOD);
+            let credit = uart
+                .model
+                .tx_credit()
+                .saturating_add(CONSOLE_BYTES_PER_PERIOD);
             uart.model.set_tx_credit(credit.min(CONSOLE_BURST_BYTES));
             uart.update_line(&p.vgic)
         };

@@ -15,8 +15,8 @@ use abi::ids::{
 use abi::{PsciStatus, Status, ABI_VERSION_MAJOR, ABI_VERSION_MINOR, CONSOLE_WRITE_MAX};
 use abi::{HV_CALL_COUNT, HV_REVISION, HV_UID};
 use guest_rt::psci::{self, AffinityState};
-use guest_rt::sync::Shared;
 use guest_rt::{arch, boot_info, check, check_eq, fail, hv, hvc, smc, test, time};
+use guests::secondary::{self, secondary_main, HANDSHAKE_TIMEOUT_MS, SECONDARY};
 use smccc::psci::PSCI_CPU_SUSPEND_64;
 
 guest_rt::test_main!();
@@ -208,23 +208,6 @@ test!(
     }
 );
 
-/// The vCPU the PSCI tests start; `basics` runs with 2 vCPUs.
-const SECONDARY: u64 = 1;
-/// Generous: the other vCPU may share a physical CPU with us and need our yields to run.
-const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
-
-// The handshake with the secondary vCPU. Each flag has one writer: RUNNING the secondary,
-// RELEASED the boot vCPU.
-static SECONDARY_RUNNING: Shared<bool> = Shared::new(false);
-static SECONDARY_RELEASED: Shared<bool> = Shared::new(false);
-
-/// Runs on vCPU 1: announce, stay on until the boot vCPU has seen it on, return (the runtime
-/// then calls CPU_OFF).
-fn secondary_main() {
-    SECONDARY_RUNNING.set(true);
-    time::wait_until(HANDSHAKE_TIMEOUT_MS, || SECONDARY_RELEASED.get());
-}
-
 fn secondary_state() -> i64 {
     psci::affinity_info(SECONDARY)
 }
@@ -248,7 +231,7 @@ test!(
             "CPU_ON"
         );
         check!(
-            time::wait_until(HANDSHAKE_TIMEOUT_MS, || SECONDARY_RUNNING.get()),
+            secondary::wait_running(),
             "vCPU 1 did not run within {HANDSHAKE_TIMEOUT_MS} ms"
         );
         // It now waits for the release, so it is on for sure.
@@ -258,7 +241,7 @@ test!(
             "AFFINITY_INFO(1) while it runs"
         );
 
-        SECONDARY_RELEASED.set(true);
+        secondary::release();
         check!(
             time::wait_until(HANDSHAKE_TIMEOUT_MS, || secondary_state()
                 == AffinityState::Off as i64),

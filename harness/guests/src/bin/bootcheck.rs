@@ -13,8 +13,8 @@ use abi::ids::PSCI_VERSION_1_1;
 use abi::ids::{PSCI_AFFINITY_INFO_64, PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_VERSION};
 use abi::PsciStatus;
 use guest_rt::psci::{AffinityState, LowestAffinityLevel};
-use guest_rt::sync::Shared;
 use guest_rt::{arch, boot_info, check, check_eq, expect_stop, fail, hvc, smc, test, time};
+use guests::secondary::{self, secondary_main, HANDSHAKE_TIMEOUT_MS, SECONDARY};
 
 guest_rt::test_main!();
 
@@ -142,18 +142,6 @@ test!(
     }
 );
 
-/// Generous: the other vCPU may share a physical CPU with us and need our yields to run.
-const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
-const SECONDARY: u64 = 1;
-// Each flag has one writer: RUNNING vCPU 1, RELEASED vCPU 0.
-static SECONDARY_RUNNING: Shared<bool> = Shared::new(false);
-static SECONDARY_RELEASED: Shared<bool> = Shared::new(false);
-
-fn secondary_main() {
-    SECONDARY_RUNNING.set(true);
-    time::wait_until(HANDSHAKE_TIMEOUT_MS, || SECONDARY_RELEASED.get());
-}
-
 /// `AFFINITY_INFO(1)` through `smc`.
 fn secondary_state() -> i64 {
     let level: u64 = LowestAffinityLevel::All.into();
@@ -170,7 +158,7 @@ test!(
         )[0] as i64;
         check_eq!(status, PsciStatus::Success as i64, "CPU_ON(1) through smc");
         check!(
-            time::wait_until(HANDSHAKE_TIMEOUT_MS, || SECONDARY_RUNNING.get()),
+            secondary::wait_running(),
             "vCPU 1 did not run within {HANDSHAKE_TIMEOUT_MS} ms"
         );
         check_eq!(
@@ -178,7 +166,7 @@ test!(
             AffinityState::On as i64,
             "AFFINITY_INFO(1) while it runs"
         );
-        SECONDARY_RELEASED.set(true);
+        secondary::release();
         check!(
             time::wait_until(HANDSHAKE_TIMEOUT_MS, || secondary_state()
                 == AffinityState::Off as i64),
