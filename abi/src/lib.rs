@@ -13,6 +13,7 @@
 
 pub mod call;
 pub mod ids;
+pub mod mgmt;
 pub mod status;
 
 #[cfg(target_arch = "aarch64")]

@@ -12,9 +12,42 @@ pub enum Status {
     /// The caller is not allowed to make this call (for example a management call from a VM that
     /// is not the management VM).
     Denied = -65,
+    /// Not enough free RAM for the request.
+    NoMemory = -66,
+    /// Not enough free disk space (storage pool or suspend area), or no disk.
+    NoStorage = -67,
+    /// The VM is not in a state that allows the operation (spec 7.1); nothing changed.
+    WrongState = -68,
+    /// No VM or image with that handle or id.
+    NotFound = -69,
+    /// A disk read or write failed; the operation was rolled back.
+    IoError = -70,
+    /// A set of changes is inconsistent across VMs (CPU sum over 100, RAM or storage that does
+    /// not fit); nothing changed.
+    Inconsistent = -71,
+    /// The image is not usable (bad header, too large for the VM's RAM).
+    BadImage = -72,
 }
 
 impl Status {
+    /// A short name for logs and the management shell.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::NotSupported => "not supported",
+            Status::NotRequired => "not required",
+            Status::InvalidParameter => "invalid parameter",
+            Status::Denied => "denied",
+            Status::NoMemory => "not enough free RAM",
+            Status::NoStorage => "not enough free storage",
+            Status::WrongState => "wrong state",
+            Status::NotFound => "not found",
+            Status::IoError => "disk I/O error",
+            Status::Inconsistent => "inconsistent resource set",
+            Status::BadImage => "bad image",
+        }
+    }
+
     /// The value as it travels in `x0`.
     pub const fn to_reg(self) -> u64 {
         self as i64 as u64
@@ -28,6 +61,13 @@ impl Status {
             -2 => Some(Status::NotRequired),
             -3 => Some(Status::InvalidParameter),
             -65 => Some(Status::Denied),
+            -66 => Some(Status::NoMemory),
+            -67 => Some(Status::NoStorage),
+            -68 => Some(Status::WrongState),
+            -69 => Some(Status::NotFound),
+            -70 => Some(Status::IoError),
+            -71 => Some(Status::Inconsistent),
+            -72 => Some(Status::BadImage),
             _ => None,
         }
     }
@@ -68,6 +108,13 @@ mod tests {
             Status::NotRequired,
             Status::InvalidParameter,
             Status::Denied,
+            Status::NoMemory,
+            Status::NoStorage,
+            Status::WrongState,
+            Status::NotFound,
+            Status::IoError,
+            Status::Inconsistent,
+            Status::BadImage,
         ] {
             assert_eq!(Status::from_reg(s.to_reg()), Some(s));
         }
