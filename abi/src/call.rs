@@ -22,16 +22,28 @@ pub enum Conduit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Call {
     SmcccVersion,
-    ArchFeatures { function: u32 },
+    ArchFeatures {
+        function: u32,
+    },
     HvCallCount,
     HvCallUid,
     HvRevision,
     AbiVersion,
     VmId,
-    ConsoleWrite { ipa: u64, len: u64 },
+    ConsoleWrite {
+        ipa: u64,
+        len: u64,
+    },
     Yield,
+    /// A management call ([`crate::mgmt`]): only the management VM may make it.
+    Mgmt {
+        function: u32,
+        args: [u64; 3],
+    },
     Psci(PsciCall),
-    Unknown { function: u32 },
+    Unknown {
+        function: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +100,10 @@ pub fn decode(regs: &[u64; 8], conduit: Conduit) -> Call {
                 len: arg(2),
             },
             HV_YIELD => Call::Yield,
+            f if crate::mgmt::is_mgmt_call(f) => Call::Mgmt {
+                function: f,
+                args: [arg(1), arg(2), arg(3)],
+            },
             _ => unknown,
         },
         RANGE_VENDOR_HYP_32 if hvc => match function {
@@ -182,6 +198,22 @@ mod tests {
         assert_eq!(call(&[HV_ABI_VERSION as u64]), Call::AbiVersion);
         assert_eq!(call(&[HV_VM_ID as u64]), Call::VmId);
         assert_eq!(call(&[HV_CALL_UID_QUERY as u64]), Call::HvCallUid);
+        assert_eq!(
+            call(&[crate::mgmt::HV_MGMT_VM_QUERY as u64, 3, 0x8000_2000, 9]),
+            Call::Mgmt {
+                function: crate::mgmt::HV_MGMT_VM_QUERY,
+                args: [3, 0x8000_2000, 9]
+            }
+        );
+        assert_eq!(
+            decode(
+                &[crate::mgmt::HV_MGMT_VM_QUERY as u64, 0, 0, 0, 0, 0, 0, 0],
+                Conduit::Smc
+            ),
+            Call::Unknown {
+                function: crate::mgmt::HV_MGMT_VM_QUERY
+            }
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use status::{PsciStatus, Status};
 /// The project ABI version, returned by [`ids::HV_ABI_VERSION`]: bump the major on any
 /// incompatible change, the minor when calls are added.
 pub const ABI_VERSION_MAJOR: u16 = 0;
-pub const ABI_VERSION_MINOR: u16 = 1;
+pub const ABI_VERSION_MINOR: u16 = 2;
 
 /// The UUID returned by the Call UID query (SMCCC 1.1 §7.2): a random v4 UUID that identifies
 /// this hypervisor's vendor service, as four 32-bit words in `w0..w3` order.
@@ -35,4 +35,4 @@ pub const HV_UID: [u32; 4] = [0x4f6d_6156, 0x5269_6d4f, 0x8e3a_1c52, 0x2d7b_9e01
 pub const HV_REVISION: (u32, u32) = (ABI_VERSION_MAJOR as u32, ABI_VERSION_MINOR as u32);
 
 /// The number of project calls in the vendor range (Call Count query).
-pub const HV_CALL_COUNT: u32 = 4;
+pub const HV_CALL_COUNT: u32 = 4 + (mgmt::MGMT_LAST - mgmt::MGMT_FIRST + 1);

@@ -671,7 +671,10 @@ mod tests {
             },
             Change {
                 handle: 2,
-                resources: Resources { cpu_pct: 70, ..res() },
+                resources: Resources {
+                    cpu_pct: 70,
+                    ..res()
+                },
             },
         ];
         let mut page = [0u8; PAGE_SIZE];
@@ -687,7 +690,10 @@ mod tests {
         assert!(Name::new("ok-name").is_some());
         assert!(Name::new("bad\nname").is_none());
         assert!(Name::new(&"x".repeat(NAME_LEN + 1)).is_none());
-        assert_eq!(Name::new(&"x".repeat(NAME_LEN)).unwrap().as_str().len(), NAME_LEN);
+        assert_eq!(
+            Name::new(&"x".repeat(NAME_LEN)).unwrap().as_str().len(),
+            NAME_LEN
+        );
     }
 
     #[test]

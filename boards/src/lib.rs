@@ -14,8 +14,12 @@ pub struct Board {
     pub fallback_uart: u64,
     /// Physical address the hypervisor image is linked at (see `linker/hypervisor.ld`).
     pub load_address: u64,
-    /// Scheduler period in microseconds (issue 4 uses it for CPU quotas).
+    /// Scheduler period in microseconds: CPU budgets are refilled once per period
+    /// (docs/scheduler.md).
     pub sched_period_us: u32,
+    /// The management VM's share of the whole device, in percent. The VirMO CPU percentages
+    /// share what remains (docs/scheduler.md).
+    pub mgmt_cpu_pct: u8,
 }
 
 /// QEMU's `virt` machine: RAM from 0x4000_0000; the PL011 at 0x0900_0000 (hw/arm/virt.c
@@ -25,6 +29,7 @@ pub const QEMU_VIRT: Board = Board {
     fallback_uart: 0x0900_0000,
     load_address: 0x4020_0000,
     sched_period_us: 10_000,
+    mgmt_cpu_pct: 10,
 };
 
 /// The board this image is built for.

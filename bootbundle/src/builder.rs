@@ -17,11 +17,14 @@ pub struct OwnedVmSpec {
     pub flags: VmFlags,
     pub start_after: Option<usize>,
     pub fixed_pa: Option<u64>,
+    pub cpu_pct: Option<u8>,
 }
 
 #[derive(Default, Debug)]
 pub struct BundleBuilder {
     vms: Vec<OwnedVmSpec>,
+    /// See [`Bundle::sched_trace_us`].
+    pub sched_trace_us: u32,
 }
 
 impl BundleBuilder {
@@ -43,6 +46,7 @@ impl BundleBuilder {
         out[0..8].copy_from_slice(MAGIC);
         out[8..12].copy_from_slice(&VERSION.to_le_bytes());
         out[12..16].copy_from_slice(&(n as u32).to_le_bytes());
+        out[24..28].copy_from_slice(&self.sched_trace_us.to_le_bytes());
         for (i, vm) in self.vms.iter().enumerate() {
             let image_off = append_aligned(&mut out, &vm.image);
             let cmd_off = append_aligned(&mut out, vm.cmdline.as_bytes());
@@ -73,6 +77,7 @@ impl BundleBuilder {
             put64(e, 104, vm.fixed_pa.unwrap_or(0));
             put64(e, 112, initrd_off as u64);
             put64(e, 120, vm.initrd.len() as u64);
+            put32(e, 128, vm.cpu_pct.map_or(NO_PCT, u32::from));
         }
         let len = out.len() as u64;
         out[16..24].copy_from_slice(&len.to_le_bytes());

@@ -11,20 +11,21 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `HVBUNDLE` |
-//! | 8 | 4 | format version, 1 |
+//! | 8 | 4 | format version, 2 |
 //! | 12 | 4 | number of VM entries, at most [`MAX_VMS`] |
 //! | 16 | 8 | total length of the bundle in bytes |
-//! | 24 | 8 | reserved, 0 |
-//! | 32 | 128 × n | VM entries, see [`ENTRY_SIZE`] and `parse_entry` |
+//! | 24 | 4 | scheduler trace window in µs (0: no trace; see [`Bundle::sched_trace_us`]) |
+//! | 28 | 4 | reserved, 0 |
+//! | 32 | 160 × n | VM entries, see [`ENTRY_SIZE`] and `parse_entry` |
 //! | … | | payloads (images, initrds, command lines), referenced by offset |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
 use core::fmt;
 
 pub const MAGIC: &[u8; 8] = b"HVBUNDLE";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 pub const HEADER_SIZE: usize = 32;
-pub const ENTRY_SIZE: usize = 128;
+pub const ENTRY_SIZE: usize = 160;
 pub const MAX_VMS: usize = 16;
 pub const MAX_VCPUS: u32 = 8;
 pub const NAME_LEN: usize = 32;
@@ -34,6 +35,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const IPA_LIMIT: u64 = 1 << 39;
 /// Encodes "no dependency" in the `start_after` field.
 const NO_VM: u32 = u32::MAX;
+const NO_PCT: u32 = u32::MAX;
 
 /// Per-VM options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +55,14 @@ impl VmFlags {
     /// `PT_LOAD` segments at their physical addresses and enters at `e_entry` (`load_offset`
     /// and `entry_offset` must then be 0). Not together with [`VmFlags::LINUX`].
     pub const ELF: u32 = 1 << 3;
-    const KNOWN: u32 = Self::PMU | Self::LINUX | Self::PLATFORM | Self::ELF;
+    /// The management VM: it may make the management hypercalls, and its CPU share is the
+    /// board's (`boards::Board::mgmt_cpu_pct`), not a VirMO percentage. At most one VM.
+    pub const MANAGEMENT: u32 = 1 << 4;
+    const KNOWN: u32 = Self::PMU | Self::LINUX | Self::PLATFORM | Self::ELF | Self::MANAGEMENT;
+
+    pub fn management(self) -> bool {
+        self.0 & Self::MANAGEMENT != 0
+    }
 
     pub fn pmu(self) -> bool {
         self.0 & Self::PMU != 0
@@ -156,6 +165,9 @@ pub struct VmSpec<'a> {
     /// Place the RAM at this physical address instead of anywhere (static partitioning, as
     /// Bao's and Jailhouse's configurations allow).
     pub fixed_pa: Option<u64>,
+    /// The VirMO CPU percentage (0..=100, of what the management VM leaves:
+    /// docs/scheduler.md). `None`: an equal part of what the VMs with a percentage leave.
+    pub cpu_pct: Option<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +193,11 @@ pub enum BundleError {
     LinuxWithOffsets { vm: usize },
     ElfWithOffsets { vm: usize },
     LinuxAndElf { vm: usize },
+    BadCpuPct { vm: usize, pct: u32 },
+    CpuSumOverHundred { sum: u32 },
+    TwoManagementVms { vm: usize },
+    ManagementWithCpuPct { vm: usize },
+    ReservedNotZero { vm: usize },
 }
 
 impl fmt::Display for BundleError {
@@ -237,6 +254,18 @@ impl fmt::Display for BundleError {
                     "VM {vm}: flags LINUX and ELF together (one format per image)"
                 )
             }
+            BadCpuPct { vm, pct } => write!(f, "VM {vm}: CPU={pct}% is over 100%"),
+            CpuSumOverHundred { sum } => {
+                write!(f, "the VMs' CPU percentages add up to {sum}%, over 100%")
+            }
+            TwoManagementVms { vm } => {
+                write!(f, "VM {vm}: a second management VM (at most one)")
+            }
+            ManagementWithCpuPct { vm } => write!(
+                f,
+                "VM {vm}: the management VM's CPU share is the board's, it takes no CPU="
+            ),
+            ReservedNotZero { vm } => write!(f, "VM {vm}: reserved entry bytes are not zero"),
         }
     }
 }
@@ -245,6 +274,7 @@ impl fmt::Display for BundleError {
 #[derive(Debug)]
 pub struct Bundle<'a> {
     vms: heapless::Vec<VmSpec<'a>, MAX_VMS>,
+    sched_trace_us: u32,
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -305,21 +335,38 @@ impl<'a> Bundle<'a> {
             if vms.iter().any(|o: &VmSpec| o.name == spec.name) {
                 return Err(BundleError::DuplicateName { vm });
             }
+            if spec.flags.management() && vms.iter().any(|o: &VmSpec| o.flags.management()) {
+                return Err(BundleError::TwoManagementVms { vm });
+            }
             // Cannot overflow: at most MAX_VMS entries are pushed.
             let _ = vms.push(spec);
         }
-        Ok(Bundle { vms })
+        let sum: u32 = vms.iter().filter_map(|v| v.cpu_pct).map(u32::from).sum();
+        if sum > 100 {
+            return Err(BundleError::CpuSumOverHundred { sum });
+        }
+        Ok(Bundle {
+            vms,
+            sched_trace_us: u32_at(data, 24),
+        })
     }
 
     pub fn vms(&self) -> &[VmSpec<'a>] {
         &self.vms
+    }
+
+    /// Every this many microseconds the hypervisor prints each VM's CPU time in a
+    /// `#HV sched-window` record (0: never). For the harness and benchmarks.
+    pub fn sched_trace_us(&self) -> u32 {
+        self.sched_trace_us
     }
 }
 
 /// Entry layout: name[32] @0, ram_size @32, ipa_base @40, image_offset @48, image_len @56,
 /// load_offset @64, entry_offset @72, cmdline_offset @80, cmdline_len u32 @88, vcpus u32 @92,
 /// flags u32 @96, start_after u32 @100 (`u32::MAX` for none), fixed_pa @104 (0 for none),
-/// initrd_offset @112, initrd_len @120.
+/// initrd_offset @112, initrd_len @120, cpu_pct u32 @128 (`u32::MAX`: none), reserved (0) to
+/// the end.
 fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>, BundleError> {
     let name_bytes = &e[0..NAME_LEN];
     let name_len = name_bytes.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
@@ -396,6 +443,17 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
     if flags & VmFlags::LINUX != 0 && (load_offset != 0 || entry_offset != 0) {
         return Err(BundleError::LinuxWithOffsets { vm });
     }
+    let cpu_pct = match u32_at(e, 128) {
+        NO_PCT => None,
+        p if p <= 100 => Some(p as u8),
+        pct => return Err(BundleError::BadCpuPct { vm, pct }),
+    };
+    if cpu_pct.is_some() && flags & VmFlags::MANAGEMENT != 0 {
+        return Err(BundleError::ManagementWithCpuPct { vm });
+    }
+    if e[132..].iter().any(|&b| b != 0) {
+        return Err(BundleError::ReservedNotZero { vm });
+    }
     Ok(VmSpec {
         name,
         ram_size,
@@ -409,6 +467,7 @@ fn parse_entry<'a>(data: &'a [u8], e: &'a [u8], vm: usize) -> Result<VmSpec<'a>,
         flags: VmFlags(flags),
         start_after,
         fixed_pa,
+        cpu_pct,
     })
 }
 

@@ -14,6 +14,7 @@ fn vm(name: &str) -> OwnedVmSpec {
         flags: VmFlags::default(),
         start_after: None,
         fixed_pa: None,
+        cpu_pct: None,
     }
 }
 
@@ -60,10 +61,10 @@ fn refuses_bad_headers() {
     bad[0] = b'X';
     assert_eq!(Bundle::parse(&bad).unwrap_err(), BundleError::BadMagic);
     let mut bad = good.clone();
-    bad[8] = 2;
+    bad[8] = 1;
     assert_eq!(
         Bundle::parse(&bad).unwrap_err(),
-        BundleError::UnsupportedVersion(2)
+        BundleError::UnsupportedVersion(1)
     );
     let mut bad = good.clone();
     bad.push(0);
@@ -119,8 +120,8 @@ fn refuses_bad_entries() {
             BundleError::BadVcpuCount { vm: 0, vcpus: 9 },
         ),
         (
-            |v| v.flags = VmFlags(16),
-            BundleError::UnknownFlags { vm: 0, flags: 16 },
+            |v| v.flags = VmFlags(32),
+            BundleError::UnknownFlags { vm: 0, flags: 32 },
         ),
         (
             |v| v.start_after = Some(0),
@@ -129,6 +130,17 @@ fn refuses_bad_entries() {
         (
             |v| v.fixed_pa = Some(0x1000),
             BundleError::BadFixedPa { vm: 0 },
+        ),
+        (
+            |v| v.cpu_pct = Some(101),
+            BundleError::BadCpuPct { vm: 0, pct: 101 },
+        ),
+        (
+            |v| {
+                v.flags = VmFlags(VmFlags::MANAGEMENT);
+                v.cpu_pct = Some(10);
+            },
+            BundleError::ManagementWithCpuPct { vm: 0 },
         ),
     ];
     for (mutate, want) in cases {
@@ -233,5 +245,47 @@ fn refuses_an_initrd_outside_the_bundle() {
     assert_eq!(
         Bundle::parse(&data).unwrap_err(),
         BundleError::PayloadOutOfBounds { vm: 0 }
+    );
+}
+
+#[test]
+fn carries_cpu_percentages_and_refuses_inconsistent_ones() {
+    let mut a = vm("a");
+    a.cpu_pct = Some(50);
+    let mut b = vm("b");
+    b.cpu_pct = Some(0);
+    let mut m = vm("m");
+    m.flags = VmFlags(VmFlags::MANAGEMENT);
+    let mut builder = BundleBuilder::new();
+    builder.add(a.clone());
+    builder.add(b);
+    builder.add(m.clone());
+    builder.add(vm("d"));
+    builder.sched_trace_us = 100_000;
+    let data = builder.build().unwrap();
+    let parsed = Bundle::parse(&data).unwrap();
+    let pcts: Vec<_> = parsed.vms().iter().map(|v| v.cpu_pct).collect();
+    assert_eq!(pcts, [Some(50), Some(0), None, None]);
+    assert!(parsed.vms()[2].flags.management());
+    assert_eq!(parsed.sched_trace_us(), 100_000);
+
+    let mut c = vm("c");
+    c.cpu_pct = Some(51);
+    assert_eq!(
+        build(vec![a.clone(), c]).unwrap_err(),
+        BundleError::CpuSumOverHundred { sum: 101 }
+    );
+    let mut m2 = vm("m2");
+    m2.flags = VmFlags(VmFlags::MANAGEMENT);
+    assert_eq!(
+        build(vec![m, m2]).unwrap_err(),
+        BundleError::TwoManagementVms { vm: 1 }
+    );
+    // A byte in the reserved tail of an entry is refused.
+    let mut data = build(vec![a]).unwrap();
+    data[HEADER_SIZE + 140] = 1;
+    assert_eq!(
+        Bundle::parse(&data).unwrap_err(),
+        BundleError::ReservedNotZero { vm: 0 }
     );
 }

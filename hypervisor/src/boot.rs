@@ -5,6 +5,7 @@ use crate::arch::head::ImageLayout;
 use crate::dt::hwinfo::HwInfo;
 use crate::memory::FRAMES;
 use crate::vm::Vm;
+use alloc::vec::Vec;
 use bootbundle::Bundle;
 
 /// Hands all RAM to the frame allocator except the hypervisor image, the device tree, the
@@ -37,8 +38,8 @@ pub fn init_memory(hw: &HwInfo, dtb: u64, dtb_size: u64, img: ImageLayout) {
     );
 }
 
-/// Creates every VM of the boot bundle (the initrd) and queues its vCPUs on physical CPUs,
-/// spreading vCPUs round robin over the CPUs in creation order.
+/// Creates every VM of the boot bundle (the initrd), registers them with the quota scheduler
+/// (docs/scheduler.md) and starts its first period.
 pub fn create_vms(hw: &HwInfo, cpus: usize) {
     let Some(initrd) = hw.initrd else {
         log::error!("no boot bundle (initrd) was passed: no VM to run");
@@ -56,29 +57,46 @@ pub fn create_vms(hw: &HwInfo, cpus: usize) {
             return;
         }
     };
-    let mut next_cpu = 0;
-    for (i, spec) in bundle.vms().iter().enumerate() {
-        match Vm::create(i + 1, *spec, next_cpu, cpus) {
-            Ok(vm) => {
-                for vcpu in &vm.vcpus {
-                    // SAFETY: secondary CPUs are not started yet; the boot CPU is the only
-                    // user of every scheduler.
-                    unsafe { crate::arch::percpu::get(vcpu.pcpu).sched() }.add(vcpu);
-                }
-                crate::hv_record!(
-                    "vm-start id={} name={} vcpus={} ram={} pa={:#x} pcpu={} cntvoff={:#x}",
-                    vm.id,
-                    vm.name,
-                    vm.vcpus.len(),
-                    vm.ram.size,
-                    vm.ram.pa,
-                    next_cpu,
-                    vm.cntvoff
-                );
-                next_cpu = (next_cpu + vm.vcpus.len()) % cpus;
-                crate::vm_table::add(vm);
+    let specs = bundle.vms();
+    let management = specs.iter().position(|s| s.flags.management());
+    let period = crate::arch::timer::period_ticks().max(crate::quota::MIN_PERIOD);
+    let mut cfg = crate::quota::Config::new(cpus, period);
+    if let Some(m) = management {
+        cfg = cfg.with_management((m + 1) as u16, boards::BOARD.mgmt_cpu_pct);
+    }
+    let trace = bundle.sched_trace_us() as u64 * crate::arch::counter_frequency() / 1_000_000;
+    crate::sched::init(cfg, trace);
+    let explicit: Vec<Option<u8>> = specs.iter().map(|s| s.cpu_pct).collect();
+    let is_mgmt: Vec<bool> = specs.iter().map(|s| s.flags.management()).collect();
+    let pcts = crate::sched::boot_percentages(&explicit, &is_mgmt);
+    for (i, spec) in specs.iter().enumerate() {
+        let vm = match Vm::create(i + 1, *spec) {
+            Ok(vm) => vm,
+            Err(e) => {
+                log::error!("VM {} ({}) not created: {e}", i + 1, spec.name);
+                continue;
             }
-            Err(e) => log::error!("VM {} ({}) not created: {e}", i + 1, spec.name),
+        };
+        if let Err(e) = crate::sched::add_vm(vm, pcts[i]) {
+            log::error!("VM {} ({}) not scheduled: {e}", i + 1, spec.name);
+            vm.stop(crate::vm::StopReason::Error);
+            vm.after_unload();
+            continue;
+        }
+        crate::hv_record!(
+            "vm-start id={} name={} vcpus={} ram={} pa={:#x} cpu={} cntvoff={:#x}",
+            vm.id,
+            vm.name,
+            vm.vcpus.len(),
+            vm.ram.size,
+            vm.ram.pa,
+            pcts[i].map_or(boards::BOARD.mgmt_cpu_pct, |p| p),
+            vm.cntvoff
+        );
+        crate::vm_table::add(vm);
+        if vm.start_after.is_none() {
+            vm.power_on_boot_vcpu();
         }
     }
+    crate::sched::start();
 }

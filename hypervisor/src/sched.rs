@@ -1,35 +1,52 @@
-//! Per-physical-CPU scheduling of pinned vCPUs, round robin.
+//! Carrying out the quota scheduler's decisions on each physical CPU (docs/scheduler.md).
 //!
-//! Owns: which vCPU is loaded on this CPU. A vCPU runs until it yields (hypercall or WFI/WFE)
-//! or can no longer run (powered off, its VM stopped or resetting); then the next runnable
-//! vCPU of this CPU runs, or the CPU waits in `wfe` for one to become runnable. Time-sliced
-//! preemption and CPU quotas come with the CPU-quota issue.
+//! Owns: the one quota scheduler of the device (`quota::Scheduler`, behind a lock), which vCPU
+//! each physical CPU has loaded and since when, and the EL2 timer deadline. On every exit that
+//! ends a vCPU's turn (its budget or slice is over, a wake-up deadline came, it waited in WFI,
+//! yielded, stopped...) the CPU charges the time the vCPU ran, blocks it if it waits for an
+//! interrupt, asks the quota scheduler what runs next and until when, arms CNTHP for exactly
+//! that instant, and switches. `quota` decides, this module switches: it never second-guesses
+//! a decision except when the vCPU cannot run after all (powered off meanwhile), which it then
+//! tells the quota scheduler.
+//!
+//! vCPUs may move between physical CPUs (the quota scheduler places them, between periods): a
+//! vCPU is loaded only once no other CPU has it loaded, and once the CPU whose registers still
+//! hold its lazily switched FP/SIMD state or keys has flushed them (`arch::context`).
 
 #[cfg(target_os = "none")]
 use crate::vm::Vcpu;
-#[cfg(target_os = "none")]
-use alloc::vec::Vec;
 
-/// This CPU's run queue and the vCPU currently loaded in its registers.
+/// Why the loaded vCPU's turn ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// Preemption, a stop, a kick: nothing the vCPU asked for.
+    Other,
+    /// It executed WFI: it waits for an interrupt (blocked until one is due).
+    Wfi,
+    /// It gave up the CPU (yield hypercall, WFE): others that can run go first.
+    Yield,
+}
+
+/// This CPU's scheduling state.
 pub struct CpuSched {
     #[cfg(target_os = "none")]
-    queue: Vec<&'static Vcpu>,
-    #[cfg(target_os = "none")]
     current: Option<&'static Vcpu>,
-    /// Where `current` is in `queue`.
+    /// When `current` was last handed the CPU, in counter ticks.
     #[cfg(target_os = "none")]
-    current_index: usize,
+    since: u64,
+    #[cfg(target_os = "none")]
+    turn_end: TurnEnd,
 }
 
 impl CpuSched {
     pub const fn new() -> Self {
         CpuSched {
             #[cfg(target_os = "none")]
-            queue: Vec::new(),
-            #[cfg(target_os = "none")]
             current: None,
             #[cfg(target_os = "none")]
-            current_index: 0,
+            since: 0,
+            #[cfg(target_os = "none")]
+            turn_end: TurnEnd::Other,
         }
     }
 }
@@ -40,72 +57,303 @@ impl Default for CpuSched {
     }
 }
 
+/// The VirMO percentages of the VMs of a boot bundle: `explicit[i]` if given, otherwise an
+/// equal part (rounded down) of what the given ones leave. `None` for the management VM
+/// (its share is the board's).
+pub fn boot_percentages(
+    explicit: &[Option<u8>],
+    management: &[bool],
+) -> alloc::vec::Vec<Option<u8>> {
+    let given: u32 = explicit.iter().flatten().map(|&p| p as u32).sum();
+    let unset = explicit
+        .iter()
+        .zip(management)
+        .filter(|(p, &m)| p.is_none() && !m)
+        .count() as u32;
+    let each = if unset == 0 {
+        0
+    } else {
+        100u32.saturating_sub(given) / unset
+    };
+    explicit
+        .iter()
+        .zip(management)
+        .map(|(p, &m)| {
+            if m {
+                None
+            } else {
+                Some(p.unwrap_or(each as u8))
+            }
+        })
+        .collect()
+}
+
+#[cfg(target_os = "none")]
+pub use target::*;
+
 #[cfg(target_os = "none")]
 mod target {
-    use super::CpuSched;
+    use super::{CpuSched, TurnEnd};
     use crate::arch::vectors::GuestRegs;
-    use crate::vm::{Power, Vcpu};
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use crate::quota::{self, QuotaError, QuotaSet, Scheduler, VcpuId, VmStats, NEVER};
+    use crate::vm::{Power, Vcpu, Vm};
+    use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use spin::Mutex;
 
+    /// The device's quota scheduler, and per physical CPU what runs there since when (for
+    /// accounting up to "now" while a vCPU is still running).
+    struct Global {
+        quota: Scheduler,
+        running: [Option<(VcpuId, u64)>; crate::arch::percpu::MAX_CPUS],
+        /// `#HV sched-window` records: every `trace_window` ticks from `trace_next` (0: off).
+        trace_window: u64,
+        trace_next: u64,
+    }
+
+    static GLOBAL: Mutex<Option<Global>> = Mutex::new(None);
     static POWERED_OFF: AtomicBool = AtomicBool::new(false);
+    /// The start of the last period whose console budgets were refilled.
+    static REFILLED_PERIOD: AtomicU64 = AtomicU64::new(0);
 
-    fn same(a: &Vcpu, b: &Vcpu) -> bool {
-        core::ptr::eq(a, b)
+    fn with<R>(f: impl FnOnce(&mut Global) -> R) -> Option<R> {
+        GLOBAL.lock().as_mut().map(f)
+    }
+
+    /// Creates the quota scheduler. Boot CPU, before any VM is created.
+    pub fn init(cfg: quota::Config, trace_window: u64) {
+        match Scheduler::new(cfg) {
+            Ok(quota) => {
+                *GLOBAL.lock() = Some(Global {
+                    quota,
+                    running: [None; crate::arch::percpu::MAX_CPUS],
+                    trace_window,
+                    trace_next: 0,
+                })
+            }
+            Err(e) => log::error!("scheduler configuration refused: {e}"),
+        }
+    }
+
+    /// Registers a VM's vCPUs (all off) at `pct` percent (`None`: the management VM).
+    pub fn add_vm(vm: &Vm, pct: Option<u8>) -> Result<(), QuotaError> {
+        let id = vm.id as u16;
+        let vcpus = vm.vcpus.len() as u16;
+        with(|g| match pct {
+            Some(p) => g.quota.add_vm(id, vcpus, p as u32),
+            None => g.quota.add_management_vm(vcpus),
+        })
+        .unwrap_or(Ok(()))
+    }
+
+    /// Begins the first period. Boot CPU, once the boot VMs are registered.
+    pub fn start() {
+        let now = crate::arch::physical_count();
+        with(|g| {
+            g.quota.start(now);
+            if g.trace_window != 0 {
+                g.trace_next = now;
+            }
+        });
+        REFILLED_PERIOD.store(now, Ordering::Relaxed);
+    }
+
+    /// `vcpu` was powered on (boot, PSCI CPU_ON, reset): the quota scheduler may run it.
+    pub fn vcpu_powered_on(vcpu: &Vcpu) {
+        let now = crate::arch::physical_count();
+        if let Some(Some(cpu)) = with(|g| g.quota.power_on(vcpu.sched_id(), now)) {
+            request_resched(cpu);
+        }
+    }
+
+    /// A virtual interrupt became pending for `vcpu`: wake it if it waits in WFI.
+    pub fn wake(vcpu: &Vcpu) {
+        let now = crate::arch::physical_count();
+        if let Some(Some(cpu)) = with(|g| g.quota.wake(vcpu.sched_id(), now)) {
+            request_resched(cpu);
+        }
+    }
+
+    /// Makes physical CPU `cpu` pick again now (even if it is this one: the SGI is taken as
+    /// soon as the guest is re-entered).
+    fn request_resched(cpu: usize) {
+        crate::arch::percpu::get(cpu).request_resched();
+        crate::arch::kick_cpu(cpu);
+    }
+
+    /// Applies new VirMO percentages from the next period, atomically; nothing changes on
+    /// error.
+    pub fn apply_quotas(set: &QuotaSet) -> Result<(), QuotaError> {
+        with(|g| g.quota.apply_at_next_period(set)).unwrap_or(Ok(()))
+    }
+
+    /// The VirMO percentage `vm` will have from the next period.
+    pub fn next_quota(vm: usize) -> Option<u8> {
+        with(|g| {
+            g.quota
+                .next_quotas()
+                .into_iter()
+                .find(|&(id, _)| id as usize == vm)
+                .map(|(_, p)| p)
+        })
+        .flatten()
+    }
+
+    /// The sum of the VirMO percentages from the next period on.
+    pub fn next_quota_sum() -> u32 {
+        with(|g| g.quota.next_quotas().iter().map(|&(_, p)| p as u32).sum()).unwrap_or(0)
+    }
+
+    /// `vm`'s accounting, including what its running vCPUs have used so far.
+    pub fn stats(vm: usize) -> Option<VmStats> {
+        let now = crate::arch::physical_count();
+        with(|g| stats_now(g, vm as u16, now)).flatten()
+    }
+
+    fn stats_now(g: &Global, vm: u16, now: u64) -> Option<VmStats> {
+        let mut s = g.quota.stats(vm, now)?;
+        for (id, since) in g.running.iter().flatten() {
+            if id.vm == vm && now > *since {
+                s.consumed += now - since;
+            }
+        }
+        Some(s)
+    }
+
+    /// The scheduling period in ticks.
+    pub fn period_ticks() -> u64 {
+        with(|g| g.quota.config().period).unwrap_or(0)
     }
 
     impl CpuSched {
-        pub fn add(&mut self, vcpu: &'static Vcpu) {
-            self.queue.push(vcpu);
-        }
-
         pub fn current(&self) -> Option<&'static Vcpu> {
             self.current
         }
 
-        /// Starts `vcpu` if a CPU_ON is pending for it, and says whether it can run.
-        fn runnable(vcpu: &Vcpu) -> bool {
-            if !vcpu.vm.is_running() {
-                return false;
-            }
-            let mut power = vcpu.power.lock();
-            match *power {
-                Power::On => true,
-                Power::Off => false,
-                Power::Pending { entry, context } => {
-                    // SAFETY: `vcpu` is pinned to this CPU (it is in our queue) and is not
-                    // loaded (a Pending vCPU was Off, hence unloaded).
-                    unsafe { vcpu.reset(entry, context) };
-                    crate::arch::context::forget_lazy_state(vcpu);
-                    *power = Power::On;
-                    true
+        /// The loaded vCPU's turn ends for `why` (before `run_next`).
+        pub fn end_turn(&mut self, why: TurnEnd) {
+            self.turn_end = why;
+        }
+
+        /// Chooses what runs next on this CPU and returns its registers for `enter_guest`.
+        /// Waits (in `wfi`) while nothing can run; powers the machine off once every VM has
+        /// stopped.
+        pub fn run_next(&mut self) -> *mut GuestRegs {
+            let me = crate::arch::percpu::current().index();
+            loop {
+                let now = crate::arch::physical_count();
+                let turn_end = core::mem::replace(&mut self.turn_end, TurnEnd::Other);
+                let wake_at = if turn_end == TurnEnd::Wfi {
+                    crate::arch::virtual_timer_deadline()
+                } else {
+                    None
+                };
+                let mut trace = None;
+                let decision = {
+                    let mut guard = GLOBAL.lock();
+                    let Some(g) = guard.as_mut() else {
+                        drop(guard);
+                        self.idle(NEVER);
+                        continue;
+                    };
+                    if let Some(cur) = self.current {
+                        let id = cur.sched_id();
+                        g.quota.charge(id, self.since, now);
+                        // Checked under the scheduler's lock, which `wake` takes after making
+                        // an interrupt pending: either it is seen here, or the wake-up comes
+                        // after the block.
+                        if turn_end == TurnEnd::Wfi && !wants_to_run(cur) {
+                            g.quota.block(id, now, wake_at);
+                        }
+                    }
+                    g.running[me] = None;
+                    let d = if turn_end == TurnEnd::Yield {
+                        g.quota.pick_after_yield(me, now)
+                    } else {
+                        g.quota.pick(me, now)
+                    };
+                    if let Some(id) = d.run {
+                        g.running[me] = Some((id, now));
+                    }
+                    if g.trace_window != 0 && now >= g.trace_next {
+                        trace = Some(window_record(g, now));
+                        while g.trace_next <= now {
+                            g.trace_next += g.trace_window;
+                        }
+                    }
+                    (d, g.quota.period().0)
+                };
+                let (d, period_start) = decision;
+                for cpu in 0..crate::arch::cpu_count() {
+                    if d.kick & (1 << cpu) != 0 {
+                        request_resched(cpu);
+                    }
+                }
+                if let Some(record) = trace {
+                    print_window(&record);
+                }
+                if REFILLED_PERIOD.swap(period_start, Ordering::AcqRel) != period_start {
+                    crate::vm::platform::refill_console_budgets();
+                }
+                let next = d.run.and_then(vcpu_by_id);
+                match next {
+                    Some(v) => {
+                        if let Some(regs) = self.switch_to(v, me) {
+                            crate::arch::timer::arm_at(d.until);
+                            self.since = now;
+                            return regs;
+                        }
+                        // It cannot run after all (powered off meanwhile): tell the quota
+                        // scheduler, and choose again.
+                        with(|g| {
+                            g.quota.power_off(v.sched_id(), now);
+                            g.running[me] = None;
+                        });
+                        self.unload_current();
+                    }
+                    None => {
+                        if let Some(id) = d.run {
+                            // A VM no longer in the table: forget its vCPU.
+                            with(|g| {
+                                g.quota.power_off(id, now);
+                                g.running[me] = None;
+                            });
+                            continue;
+                        }
+                        self.idle(d.until);
+                    }
                 }
             }
         }
 
-        /// The next runnable vCPU after the current one in round-robin order, the current one
-        /// last, with its place in the queue.
-        fn pick(&self) -> Option<(usize, &'static Vcpu)> {
-            let n = self.queue.len();
-            let mut i = match self.current {
-                Some(_) => self.current_index + 1,
-                None => 0,
-            };
-            for _ in 0..n {
-                if i >= n {
-                    i = 0;
+        /// Makes `next` the loaded vCPU (unless it is already) and returns its registers; `None`
+        /// if it cannot run (not powered on, its VM not running).
+        fn switch_to(&mut self, next: &'static Vcpu, me: usize) -> Option<*mut GuestRegs> {
+            let same = self.current.is_some_and(|cur| core::ptr::eq(cur, next));
+            if !same {
+                self.unload_current();
+                crate::arch::take_vcpu(next, me);
+                if !start_if_pending(next) {
+                    return None;
                 }
-                let v = self.queue[i];
-                if Self::runnable(v) {
-                    return Some((i, v));
-                }
-                i += 1;
+                next.vm.loaded.fetch_add(1, Ordering::AcqRel);
+                // SAFETY: `next` was handed to this CPU by the scheduler, is loaded nowhere
+                // (`take_vcpu`) and nothing else is loaded here.
+                unsafe { crate::arch::load_vcpu(next) };
+                next.set_running_on(me);
+                next.set_loaded(true);
+                self.current = Some(next);
+            } else if !runnable(next) {
+                return None;
             }
-            None
+            crate::vm::platform::fill_list_registers(next);
+            // SAFETY: `next` is the vCPU loaded on this CPU.
+            Some(unsafe { &mut next.ctx().regs })
         }
 
         fn unload_current(&mut self) {
             if let Some(cur) = self.current.take() {
-                // SAFETY: `cur` is pinned to this CPU and loaded in its registers.
+                // SAFETY: `cur` is the vCPU loaded on this CPU.
                 unsafe { crate::arch::unload_vcpu(cur) };
                 cur.set_loaded(false);
                 cur.vm.loaded.fetch_sub(1, Ordering::AcqRel);
@@ -119,47 +367,126 @@ mod target {
             }
         }
 
-        /// Chooses what runs next on this CPU and returns its registers for `enter_guest`.
-        /// Waits (in `wfe`) while nothing can run; powers the machine off once every VM has
-        /// stopped.
-        pub fn run_next(&mut self) -> *mut GuestRegs {
-            loop {
-                if let Some((index, next)) = self.pick() {
-                    return self.run(index, next);
-                }
-                self.idle();
-            }
-        }
-
-        /// Makes `next`, at `index` in the queue, the loaded vCPU (unless it is already) and
-        /// returns its registers.
-        fn run(&mut self, index: usize, next: &'static Vcpu) -> *mut GuestRegs {
-            if !self.current.is_some_and(|cur| same(cur, next)) {
-                self.unload_current();
-                next.vm.loaded.fetch_add(1, Ordering::AcqRel);
-                // SAFETY: `next` is pinned to this CPU and nothing else is loaded.
-                unsafe { crate::arch::load_vcpu(next) };
-                next.set_loaded(true);
-                self.current = Some(next);
-                self.current_index = index;
-            }
-            crate::vm::platform::fill_list_registers(next);
-            // SAFETY: `next` is pinned here and is the loaded vCPU.
-            unsafe { &mut next.ctx().regs }
-        }
-
-        /// Nothing can run: unloads the current vCPU, powers the machine off if every VM has
-        /// stopped, and waits for something to change.
+        /// Nothing to run until `until` (or a kick): unloads the current vCPU, powers the
+        /// machine off if every VM has stopped, and waits.
         #[cold]
         #[inline(never)]
-        fn idle(&mut self) {
+        fn idle(&mut self, until: u64) {
             self.unload_current();
             if crate::vm_table::all_stopped() && !POWERED_OFF.swap(true, Ordering::AcqRel) {
                 crate::hv_record!("all-stopped");
                 let err = crate::arch::firmware::system_off();
                 log::error!("PSCI SYSTEM_OFF failed: {err:?}");
             }
+            crate::arch::timer::arm_at(until);
             crate::arch::wait_for_event();
         }
+    }
+
+    /// Whether `vcpu` has an interrupt it could take now (a WFI would not wait): something in
+    /// its list registers, or a deliverable pending interrupt in its vGIC. VMs without a vGIC
+    /// cannot take interrupts: their WFI only yields.
+    fn wants_to_run(vcpu: &Vcpu) -> bool {
+        let Some(p) = vcpu.vm.platform.as_ref() else {
+            return true;
+        };
+        p.lrs_in_use(vcpu.index) != 0 || p.vgic.lock().has_pending(vcpu.index)
+    }
+
+    fn runnable(vcpu: &Vcpu) -> bool {
+        vcpu.vm.is_running() && *vcpu.power.lock() == Power::On
+    }
+
+    /// Starts `vcpu` if a CPU_ON is pending for it, and says whether it can run.
+    fn start_if_pending(vcpu: &Vcpu) -> bool {
+        if !vcpu.vm.is_running() {
+            return false;
+        }
+        let mut power = vcpu.power.lock();
+        match *power {
+            Power::On => true,
+            Power::Off => false,
+            Power::Pending { entry, context } => {
+                // SAFETY: `vcpu` is this CPU's (`take_vcpu`) and not loaded (a Pending vCPU
+                // was Off, hence unloaded).
+                unsafe { vcpu.reset(entry, context) };
+                crate::arch::context::forget_lazy_state(vcpu);
+                *power = Power::On;
+                true
+            }
+        }
+    }
+
+    fn vcpu_by_id(id: VcpuId) -> Option<&'static Vcpu> {
+        crate::vm_table::get(id.vm as usize)?
+            .vcpus
+            .get(id.index as usize)
+            .copied()
+    }
+
+    /// Each VM's CPU time so far, in ticks, for a `#HV sched-window` record.
+    fn window_record(g: &Global, now: u64) -> (u64, Vec<(u16, u64)>) {
+        let ids: Vec<u16> = crate::vm_table::all().iter().map(|v| v.id as u16).collect();
+        let per_vm = ids
+            .into_iter()
+            .filter_map(|id| stats_now(g, id, now).map(|s| (id, s.consumed)))
+            .collect();
+        (now, per_vm)
+    }
+
+    fn print_window(record: &(u64, Vec<(u16, u64)>)) {
+        use core::fmt::Write;
+        let mut line: heapless::String<256> = heapless::String::new();
+        let _ = write!(line, "t={}", record.0);
+        for (vm, consumed) in &record.1 {
+            let _ = write!(line, " vm{vm}={consumed}");
+        }
+        crate::hv_record!("sched-window {}", line);
+    }
+
+    /// The record of a VM's accounting printed by the console command and read by the
+    /// management VM, converted to microseconds.
+    pub fn print_stats() {
+        let freq = crate::arch::counter_frequency().max(1);
+        let us = |t: u64| (t as u128 * 1_000_000 / freq as u128) as u64;
+        for vm in crate::vm_table::all() {
+            if let Some(s) = stats(vm.id) {
+                crate::hv_record!(
+                    "sched-stats id={} name={} cpu={} share_bp={} consumed_us={} throttled_us={} \
+                     throttled_periods={} periods={}",
+                    vm.id,
+                    vm.name,
+                    s.pct,
+                    s.share_bp,
+                    us(s.consumed),
+                    us(s.throttled),
+                    s.throttled_periods,
+                    s.periods
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::boot_percentages;
+
+    #[test]
+    fn unset_percentages_share_what_the_set_ones_leave() {
+        assert_eq!(
+            boot_percentages(&[Some(50), None, None, None], &[false, false, false, true]),
+            [Some(50), Some(25), Some(25), None]
+        );
+        assert_eq!(
+            boot_percentages(&[None, None, None], &[false; 3]),
+            [Some(33), Some(33), Some(33)]
+        );
+        assert_eq!(boot_percentages(&[None], &[false]), [Some(100)]);
+        // Nothing left for them: they get 0 % (they keep their state but do not run).
+        assert_eq!(
+            boot_percentages(&[Some(100), None], &[false, false]),
+            [Some(100), Some(0)]
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The set of VMs this hypervisor runs, and what happens between them when one stops: VMs
 //! waiting for it (`start_after`) are started, and when none is left the machine powers off.
 //!
-//! Owns: the global VM list. VMs are only added at boot, before secondary CPUs start.
+//! Owns: the global VM list.
 
 use crate::vm::{Vm, VmState};
 use alloc::vec::Vec;
@@ -11,6 +11,11 @@ static VMS: Mutex<Vec<&'static Vm>> = Mutex::new(Vec::new());
 
 pub fn add(vm: &'static Vm) {
     VMS.lock().push(vm);
+}
+
+/// The VM with this id.
+pub fn get(id: usize) -> Option<&'static Vm> {
+    VMS.lock().iter().find(|vm| vm.id == id).copied()
 }
 
 /// A snapshot of the VM list.

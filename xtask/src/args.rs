@@ -33,8 +33,10 @@ commands:
                              Debian Linux VMs, alpha and beta (docs/linux-guests.md)
       --vm SPEC              a VM instead of the default demo (repeatable):
                              kernel=PATH[,format=linux|elf|raw][,initrd=PATH|none][,ram=SIZE]
-                             [,base=ADDR][,load=ADDR][,vcpus=N][,name=NAME][,cmdline=STRING]
-                             (cmdline last: it takes the rest, commas too)
+                             [,base=ADDR][,load=ADDR][,vcpus=N][,cpu=PCT][,name=NAME]
+                             [,cmdline=STRING] (cmdline last: it takes the rest, commas too)
+                             cpu: the VM's CPU percentage (0-100, capped and reserved,
+                             docs/scheduler.md; default: an equal part of what is left)
                              format: detected from the image (ELF, arm64 Image) unless given;
                              a raw binary needs format=raw (docs/guest-images.md)
                              defaults: initrd: the harness initramfs for Linux, none otherwise;

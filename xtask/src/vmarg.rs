@@ -16,7 +16,7 @@ use harness_runner::linux::{self, DEFAULT_CMDLINE, DEFAULT_RAM};
 
 use crate::args::Usage;
 
-pub const KEYS: &str = "kernel, format, initrd, ram, base, load, vcpus, cmdline, name";
+pub const KEYS: &str = "kernel, format, initrd, ram, base, load, vcpus, cpu, cmdline, name";
 pub const MAX_VCPUS: u32 = 8;
 /// arm64 Linux's `COMMAND_LINE_SIZE` is 2048, terminating NUL included.
 pub const MAX_CMDLINE: usize = 2047;
@@ -50,6 +50,9 @@ pub struct VmArg {
     pub load: Option<u64>,
     pub vcpus: u32,
     pub cmdline: String,
+    /// `cpu=`: the VirMO CPU percentage (docs/scheduler.md); `None`: an equal part of what
+    /// the VMs with one leave.
+    pub cpu_pct: Option<u8>,
 }
 
 fn usage(msg: impl Into<String>) -> Usage {
@@ -129,6 +132,7 @@ pub fn parse_vm(spec: &str, index: usize) -> Result<VmArg, Usage> {
     let mut initrd = None;
     let mut ram = None;
     let mut vcpus = None;
+    let mut cpu = None;
     let mut cmdline = None;
     let mut name = None;
     let mut rest = Some(spec);
@@ -185,6 +189,14 @@ pub fn parse_vm(spec: &str, index: usize) -> Result<VmArg, Usage> {
                     })?;
                 vcpus.replace(n).is_some()
             }
+            "cpu" => {
+                let pct = value
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 100)
+                    .ok_or_else(|| usage(format!("--vm: cpu={value}: a percentage, 0 to 100")))?;
+                cpu.replace(pct).is_some()
+            }
             "cmdline" => {
                 if value.len() > MAX_CMDLINE {
                     return Err(usage(format!(
@@ -225,6 +237,7 @@ pub fn parse_vm(spec: &str, index: usize) -> Result<VmArg, Usage> {
         load,
         vcpus: vcpus.unwrap_or(1),
         cmdline: cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
+        cpu_pct: cpu,
     })
 }
 
@@ -253,6 +266,12 @@ pub fn check_vms(vms: &[VmArg]) -> Result<(), Usage> {
         if vms[..i].iter().any(|o| o.name == vm.name) {
             return Err(usage(format!("--vm: two VMs are named `{}`", vm.name)));
         }
+    }
+    let cpu: u32 = vms.iter().filter_map(|v| v.cpu_pct).map(u32::from).sum();
+    if cpu > 100 {
+        return Err(usage(format!(
+            "--vm: the cpu= percentages add up to {cpu}, over 100"
+        )));
     }
     let ram = vms.iter().fold(0u64, |a, v| a.saturating_add(v.ram));
     linux::machine_ram(ram, 0).map_err(|e| usage(format!("--vm: {e}")))?;
@@ -381,6 +400,7 @@ pub fn finish_vm(vm: &VmArg, image: Image, initrd: Vec<u8>) -> Result<GuestVm, U
         load_offset: image.load_offset,
         vcpus: vm.vcpus,
         cmdline: vm.cmdline.clone(),
+        cpu_pct: vm.cpu_pct,
     };
     out.plan().map_err(Usage)?;
     Ok(out)
@@ -408,12 +428,13 @@ mod tests {
                 load: None,
                 vcpus: 1,
                 cmdline: "console=ttyAMA0".into(),
+                cpu_pct: None,
             }
         );
         assert_eq!(
             parse_vm(
-                "name=web_1,ram=1G,vcpus=8,initrd=/i.gz,kernel=/k,format=raw,base=0x8000_0000,\
-                 load=0x80010000,cmdline=console=ttyAMA0 earlycon=pl011,0x9000000 x=a,b",
+                "name=web_1,ram=1G,vcpus=8,cpu=30,initrd=/i.gz,kernel=/k,format=raw,\
+                 base=0x8000_0000,load=0x80010000,cmdline=console=ttyAMA0 earlycon=pl011,0x9000000 x=a,b",
                 1
             )
             .unwrap(),
@@ -427,6 +448,7 @@ mod tests {
                 load: Some(0x8001_0000),
                 vcpus: 8,
                 cmdline: "console=ttyAMA0 earlycon=pl011,0x9000000 x=a,b".into(),
+                cpu_pct: Some(30),
             }
         );
         assert_eq!(
@@ -511,6 +533,14 @@ mod tests {
         assert_eq!(err("kernel=k,vcpus=0"), "--vm: vcpus=0: must be 1 to 8");
         assert_eq!(err("kernel=k,vcpus=9"), "--vm: vcpus=9: must be 1 to 8");
         assert_eq!(err("kernel=k,vcpus=two"), "--vm: vcpus=two: must be 1 to 8");
+        assert_eq!(
+            err("kernel=k,cpu=101"),
+            "--vm: cpu=101: a percentage, 0 to 100"
+        );
+        assert_eq!(
+            err("kernel=k,cpu=-1"),
+            "--vm: cpu=-1: a percentage, 0 to 100"
+        );
         assert_eq!(
             err("kernel=k,ram=lots").split(':').nth(1),
             Some(" ram=lots")

@@ -79,6 +79,8 @@ pub struct GuestVm {
     pub load_offset: u64,
     pub vcpus: u32,
     pub cmdline: String,
+    /// The VirMO CPU percentage (`cpu=`); `None`: an equal part of what is left.
+    pub cpu_pct: Option<u8>,
 }
 
 impl From<&LinuxVm> for GuestVm {
@@ -93,6 +95,7 @@ impl From<&LinuxVm> for GuestVm {
             load_offset: 0,
             vcpus: vm.vcpus,
             cmdline: vm.cmdline.clone(),
+            cpu_pct: None,
         }
     }
 }
@@ -133,6 +136,7 @@ impl GuestVm {
             flags: self.flags(),
             start_after: None,
             fixed_pa: None,
+            cpu_pct: self.cpu_pct,
         }
     }
 }
@@ -430,6 +434,7 @@ pub fn load_suite_vms(suite: &LinuxSuite, artifacts: &Artifacts) -> Result<Vec<G
             load_offset: 0,
             vcpus: v.vcpus,
             cmdline: v.cmdline.clone(),
+            cpu_pct: None,
         });
     }
     Ok(out)
@@ -616,6 +621,7 @@ mod tests {
             load_offset,
             vcpus: 1,
             cmdline: "x".into(),
+            cpu_pct: None,
         };
         let vms = [
             vm(ImageFormat::Linux, linux_image(), DEFAULT_RAM_BASE, 0),
@@ -688,6 +694,7 @@ mod tests {
                         load_offset: 0,
                         vcpus: v.vcpus,
                         cmdline: v.cmdline.clone(),
+                        cpu_pct: None,
                     }
                 })
                 .collect();

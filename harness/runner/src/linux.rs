@@ -132,6 +132,7 @@ pub fn build_linux_bundle(vms: &[LinuxVm]) -> Result<Vec<u8>, String> {
             flags: VmFlags(VmFlags::LINUX),
             start_after: None,
             fixed_pa: None,
+            cpu_pct: None,
         });
     }
     builder

@@ -52,6 +52,10 @@ pub struct SuiteVm {
     /// How the program is given to the hypervisor: `Raw`, its flattened image with load and
     /// entry offsets (the default), or `Elf`, its ELF file as it is (bundle flag `ELF`).
     pub format: ImageFormat,
+    /// The VirMO CPU percentage; `None`: an equal part of what is left.
+    pub cpu_pct: Option<u8>,
+    /// The management VM (bundle flag `MANAGEMENT`): may make management calls.
+    pub management: bool,
 }
 
 impl SuiteVm {
@@ -69,7 +73,17 @@ impl SuiteVm {
             platform: false,
             pass_requires_stopped: None,
             format: ImageFormat::Raw,
+            cpu_pct: None,
+            management: false,
         }
+    }
+    pub fn cpu(mut self, pct: u8) -> Self {
+        self.cpu_pct = Some(pct);
+        self
+    }
+    pub fn management(mut self) -> Self {
+        self.management = true;
+        self
     }
     pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
         self.cmdline = cmdline.into();
@@ -378,8 +392,13 @@ pub fn cmdline_with_id(cmdline: &str, id: usize) -> String {
 pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>, String> {
     let mut builder = BundleBuilder::new();
     for (index, vm) in vms.iter().enumerate() {
-        let flags =
-            if vm.pmu { VmFlags::PMU } else { 0 } | if vm.platform { VmFlags::PLATFORM } else { 0 };
+        let flags = if vm.pmu { VmFlags::PMU } else { 0 }
+            | if vm.platform { VmFlags::PLATFORM } else { 0 }
+            | if vm.management {
+                VmFlags::MANAGEMENT
+            } else {
+                0
+            };
         if vm.format == ImageFormat::Elf {
             // The hypervisor loads the segments: check they fit as it will.
             let elf = images.guest_elf(&vm.program)?;
@@ -398,6 +417,7 @@ pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>
                 flags: VmFlags(flags | VmFlags::ELF),
                 start_after: vm.start_after,
                 fixed_pa: vm.fixed_pa,
+                cpu_pct: vm.cpu_pct,
             });
             continue;
         }
@@ -424,6 +444,7 @@ pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>
             flags: VmFlags(flags),
             start_after: vm.start_after,
             fixed_pa: vm.fixed_pa,
+            cpu_pct: vm.cpu_pct,
         });
     }
     builder

@@ -756,6 +756,16 @@ impl Scheduler {
     /// What physical CPU `pcpu` runs from `now`, and until when. What it ran before is no
     /// longer on it (charge it first).
     pub fn pick(&mut self, pcpu: usize, now: u64) -> Decision {
+        self.pick_inner(pcpu, now, false)
+    }
+
+    /// As `pick`, after the vCPU this physical CPU ran gave it up (a yield hypercall): any
+    /// other vCPU that can run here goes first; the yielder runs again only if none can.
+    pub fn pick_after_yield(&mut self, pcpu: usize, now: u64) -> Decision {
+        self.pick_inner(pcpu, now, true)
+    }
+
+    fn pick_inner(&mut self, pcpu: usize, now: u64, yielded: bool) -> Decision {
         if !self.started || pcpu >= self.cfg.pcpus {
             return Decision {
                 run: None,
@@ -764,17 +774,28 @@ impl Scheduler {
             };
         }
         self.advance(now);
+        let mut previous = None;
         if let Some(id) = self.cur[pcpu].take() {
             if let Some(j) = self.find_vcpu(id) {
-                let x = &mut self.vcpus[j];
-                x.on_cpu = None;
-                if x.pcpu != pcpu && x.state == VcpuState::Runnable {
-                    self.kicks |= 1 << x.pcpu;
+                previous = Some(j);
+                if self.vcpus[j].pcpu != pcpu && self.vcpus[j].state == VcpuState::Runnable {
+                    self.kicks |= 1 << self.vcpus[j].pcpu;
                 }
             }
         }
         self.settle(pcpu);
-        let chosen = self.choose(pcpu, now);
+        // A yielder stays marked as on this CPU (so not free) while the others are considered.
+        let mut chosen = if yielded {
+            self.choose(pcpu, now)
+        } else {
+            None
+        };
+        if let Some(j) = previous {
+            self.vcpus[j].on_cpu = None;
+        }
+        if chosen.is_none() {
+            chosen = self.choose(pcpu, now);
+        }
         let until = self.until(pcpu, now, chosen);
         let run = chosen.map(|j| {
             let x = &mut self.vcpus[j];

@@ -1120,3 +1120,26 @@ fn chaos() {
     std::println!("chaos: {runs} runs handed out, {blocks} blocks");
     assert!(runs > 20_000 && blocks > 5_000);
 }
+
+#[test]
+fn a_yield_hands_the_cpu_to_another_runnable_vcpu_and_only_then_back() {
+    let mut s = Scheduler::new(Config::new(1, PERIOD)).unwrap();
+    s.add_vm(1, 1, 50).unwrap();
+    s.add_vm(2, 1, 50).unwrap();
+    s.start(0);
+    let (a, b) = (VcpuId::new(1, 0), VcpuId::new(2, 0));
+    s.power_on(a, 0);
+    s.power_on(b, 0);
+    let first = s.pick(0, 0).run.unwrap();
+    s.charge(first, 0, 10);
+    // A plain pick keeps the VM in queue order with budget (no switch)...
+    assert_eq!(s.pick(0, 10).run, Some(first));
+    s.charge(first, 10, 20);
+    // ...a yield switches to the other one...
+    let other = s.pick_after_yield(0, 20).run.unwrap();
+    assert_ne!(other, first);
+    s.charge(other, 20, 30);
+    // ...and a yielder alone on its CPU runs again.
+    s.block(first, 30, None);
+    assert_eq!(s.pick_after_yield(0, 30).run, Some(other));
+}

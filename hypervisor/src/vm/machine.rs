@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use bootbundle::VmSpec;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// SPSR_EL2 for a vCPU's first instruction: EL1h (M = 0b0101) with D, A, I and F masked
@@ -53,20 +53,30 @@ pub enum Power {
     On,
 }
 
+/// `Vcpu::lazy_home` when no physical CPU's registers hold any of the vCPU's state.
+pub const NO_CPU: usize = usize::MAX;
+
 #[repr(C)]
 pub struct Vcpu {
-    /// Must stay first (see `from_regs`). Touched only by the physical CPU in `pcpu` (the vCPU is pinned there).
+    /// Must stay first (see `from_regs`). Touched only by the physical CPU that has the vCPU
+    /// (see `ctx`).
     ctx: UnsafeCell<VcpuContext>,
     pub vm: &'static Vm,
     pub index: usize,
-    pub pcpu: usize,
     pub power: Mutex<Power>,
-    /// Loaded in the registers of physical CPU `pcpu` right now.
+    /// Loaded in the registers of physical CPU `running_on` right now.
     loaded: AtomicBool,
+    /// The physical CPU it was last loaded on (the scheduler may move it between periods).
+    running_on: AtomicUsize,
+    /// The physical CPU whose registers may still hold some of its FP/SIMD state or pointer
+    /// authentication keys (switched lazily, `arch::context`), or `NO_CPU`. Before another
+    /// physical CPU loads or resets the vCPU, that CPU flushes them to the context.
+    pub lazy_home: AtomicUsize,
 }
 
-// SAFETY: `ctx` is only accessed by the physical CPU the vCPU is pinned to (`pcpu`); the other
-// fields are immutable or behind locks.
+// SAFETY: `ctx` is only accessed by the one physical CPU that has the vCPU (loaded, or taken
+// by the scheduler with `loaded` false and `lazy_home` settled); the other fields are
+// immutable, atomic or behind locks.
 unsafe impl Sync for Vcpu {}
 
 impl Vcpu {
@@ -82,8 +92,9 @@ impl Vcpu {
     }
 
     /// # Safety
-    /// Only the physical CPU `self.pcpu` may call this, and not while another reference from
-    /// this call is alive.
+    /// Only the physical CPU that has the vCPU may call this: the one it is loaded on, or the
+    /// one the scheduler handed it to once it is loaded nowhere and no other CPU holds its lazy
+    /// state (`sched`). Not while another reference from this call is alive.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn ctx(&self) -> &mut VcpuContext {
         unsafe { &mut *self.ctx.get() }
@@ -95,6 +106,20 @@ impl Vcpu {
 
     pub fn set_loaded(&self, loaded: bool) {
         self.loaded.store(loaded, Ordering::Release);
+    }
+
+    /// The physical CPU it is (or was last) loaded on.
+    pub fn running_on(&self) -> usize {
+        self.running_on.load(Ordering::Acquire)
+    }
+
+    pub fn set_running_on(&self, pcpu: usize) {
+        self.running_on.store(pcpu, Ordering::Release);
+    }
+
+    /// Its id in the quota scheduler.
+    pub fn sched_id(&self) -> crate::quota::VcpuId {
+        crate::quota::VcpuId::new(self.vm.id as u16, self.index as u16)
     }
 
     /// Resets the context for a start at `entry` with `x0 = x0`.
@@ -169,6 +194,8 @@ pub struct Vm {
     pub loaded: AtomicU32,
     pub console: Mutex<LineBuffer>,
     pub pmu: bool,
+    /// The management VM: the only one allowed the management calls.
+    pub management: bool,
     /// CNTVOFF_EL2: the physical count when the VM was created, so its virtual clock starts
     /// near zero.
     pub cntvoff: u64,
@@ -215,6 +242,16 @@ fn ram_bytes(pa: u64, len: u64) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, len as usize) }
 }
 
+/// The 4 KiB page of the VM's RAM at `ipa` (which must be page aligned), for a management
+/// call's record.
+pub fn guest_page(vm: &Vm, ipa: u64) -> Option<&'static mut [u8]> {
+    if !ipa.is_multiple_of(4096) {
+        return None;
+    }
+    let pa = vm.ram.translate(ipa, 4096).ok()?;
+    Some(ram_bytes(pa, 4096))
+}
+
 /// Copies `len` bytes of guest memory at `ipa` out, if they are all the VM's RAM.
 pub fn guest_bytes(vm: &Vm, ipa: u64, len: u64) -> Option<&'static [u8]> {
     let pa = vm.ram.translate(ipa, len).ok()?;
@@ -223,14 +260,10 @@ pub fn guest_bytes(vm: &Vm, ipa: u64, len: u64) -> Option<&'static [u8]> {
 
 impl Vm {
     /// Creates a VM from a bundle entry: allocates and zeroes its RAM, loads its image and
-    /// device tree, builds its stage-2 tables and its vCPUs (vCPU 0 pending at the entry
-    /// point). On any error, everything allocated so far is released.
-    pub fn create(
-        id: usize,
-        spec: VmSpec<'static>,
-        first_pcpu: usize,
-        pcpus: usize,
-    ) -> Result<&'static Vm, CreateError> {
+    /// device tree, builds its stage-2 tables and its vCPUs, all powered off (the caller
+    /// registers it with the scheduler, then powers vCPU 0 on with `power_on_boot_vcpu`). On
+    /// any error, everything allocated so far is released.
+    pub fn create(id: usize, spec: VmSpec<'static>) -> Result<&'static Vm, CreateError> {
         let vmid = u16::try_from(id).map_err(|_| CreateError::TooManyVms)?;
         // Everything about the image is checked before anything is allocated.
         let layout = if spec.flags.elf() {
@@ -322,6 +355,7 @@ impl Vm {
             loaded: AtomicU32::new(0),
             console: Mutex::new(LineBuffer::new()),
             pmu: spec.flags.pmu(),
+            management: spec.flags.management(),
             cntvoff: crate::arch::physical_count(),
             start_after: spec.start_after,
             entry: spec.ipa_base + layout.entry_offset,
@@ -346,16 +380,14 @@ impl Vm {
                 }),
                 vm: vm_ref,
                 index,
-                pcpu: (first_pcpu + index) % pcpus,
                 power: Mutex::new(Power::Off),
                 loaded: AtomicBool::new(false),
+                running_on: AtomicUsize::new(NO_CPU),
+                lazy_home: AtomicUsize::new(NO_CPU),
             }));
             vm.vcpus.push(vcpu);
         }
         vm.load_image();
-        if vm.start_after.is_none() {
-            vm.power_on_boot_vcpu();
-        }
         Ok(vm_ref)
     }
 
@@ -388,7 +420,7 @@ impl Vm {
             entry: self.entry,
             context: self.dtb_ipa,
         };
-        crate::arch::wake_cpus();
+        crate::sched::vcpu_powered_on(self.vcpus[0]);
     }
 
     pub fn state(&self) -> VmState {

@@ -80,6 +80,11 @@ impl Platform {
         *uart = Self::new_uart();
     }
 
+    /// The list registers of `vcpu` the model has filled, as of its last sync or fill.
+    pub fn lrs_in_use(&self, vcpu: usize) -> u16 {
+        self.lrs_in_use[vcpu].load(Ordering::Relaxed)
+    }
+
     /// Records what the model has in `vcpu`'s list registers (see `lrs_in_use`).
     fn note_lrs(&self, vcpu: usize, vgic: &Vgic) {
         self.lrs_in_use[vcpu].store(vgic.lrs_in_use(vcpu), Ordering::Relaxed);
@@ -252,15 +257,29 @@ pub fn console_input(vm: &Vm, byte: u8) {
     kick(vm, effects);
 }
 
-/// Makes the vCPUs that gained an interrupt look at it: those loaded on another physical CPU
-/// get a kick (an SGI that makes them exit and refresh their list registers). One loaded on
-/// this CPU is the current vCPU, whose list registers are refreshed on the way back to it;
-/// one not loaded picks the interrupt up when it is next loaded.
+/// Makes the vCPUs that gained an interrupt look at it: one waiting in WFI is woken (the
+/// scheduler runs it soon, `sched::wake`); those loaded on another physical CPU get a kick (an
+/// SGI that makes them exit and refresh their list registers). One loaded on this CPU is the
+/// current vCPU, whose list registers are refreshed on the way back to it; one not loaded picks
+/// the interrupt up when it is next loaded.
+///
+/// The wake-up is never lost: a vCPU blocks (`sched`) under the scheduler's lock after seeing
+/// nothing pending in the model; the interrupt was made pending in the model before this
+/// takes that lock to wake it.
 pub fn kick(vm: &Vm, effects: Effects) {
     let here = crate::arch::percpu::current().index();
     for (i, target) in vm.vcpus.iter().enumerate() {
-        if effects.kick & (1 << i) != 0 && target.is_loaded() && target.pcpu != here {
-            crate::arch::kick_cpu(target.pcpu);
+        if effects.kick & (1 << i) == 0 {
+            continue;
+        }
+        let loaded = target.is_loaded();
+        let on = target.running_on();
+        if loaded && on == here {
+            continue;
+        }
+        crate::sched::wake(target);
+        if loaded {
+            crate::arch::kick_cpu(on);
         }
     }
 }

@@ -189,8 +189,8 @@ pub fn init() {
 /// use them until another vCPU takes them. The instruction is then retried.
 ///
 /// # Safety
-/// `vcpu` must be loaded on this CPU. The owner, if any, is pinned to this CPU and not
-/// loaded, so its context is this CPU's to touch.
+/// `vcpu` must be loaded on this CPU. The owner, if any, is not loaded and its `lazy_home` is
+/// this CPU, so no other CPU touches its context (`sched` waits for the flush first).
 pub unsafe fn switch_fp(vcpu: &crate::vm::Vcpu) {
     let cpu = super::percpu::current();
     super::traps::set_fp_trap(false);
@@ -198,12 +198,58 @@ pub unsafe fn switch_fp(vcpu: &crate::vm::Vcpu) {
     unsafe { asm!("isb", options(nomem, nostack)) };
     let owner = cpu.fp_owner();
     if !owner.is_null() {
-        // SAFETY: the owner is a vCPU (never freed) pinned to this CPU and not loaded.
+        // SAFETY: the owner is a vCPU (never freed) whose lazy state is this CPU's.
         unsafe { (*owner).ctx().fp.save() };
+        cpu.set_fp_owner(core::ptr::null());
+        // SAFETY: as above.
+        release_home(cpu, unsafe { &*owner });
     }
     // SAFETY: `vcpu` is loaded on this CPU.
     unsafe { vcpu.ctx().fp.load() };
     cpu.set_fp_owner(vcpu);
+    vcpu.lazy_home.store(cpu.index(), Ordering::Release);
+}
+
+/// `vcpu`'s state left this CPU's registers for one kind of lazy state: if none of its state
+/// is left here, any CPU may now load it.
+fn release_home(cpu: &super::percpu::PerCpu, vcpu: &crate::vm::Vcpu) {
+    let p: *const crate::vm::Vcpu = vcpu;
+    if cpu.fp_owner() != p && cpu.pauth_owner() != p {
+        vcpu.lazy_home.store(crate::vm::NO_CPU, Ordering::Release);
+    }
+}
+
+/// Saves every vCPU state this CPU's registers hold lazily (FP/SIMD, keys) to its owner's
+/// context, so that another CPU can load that vCPU; the vCPU loaded here, if any, traps at
+/// its next use and gets its state back then.
+pub fn flush_lazy_state() {
+    let cpu = super::percpu::current();
+    let fp = cpu.fp_owner();
+    if !fp.is_null() {
+        super::traps::set_fp_trap(false);
+        // SAFETY: a context synchronisation event: the FP/SIMD accesses below must not trap.
+        unsafe { asm!("isb", options(nomem, nostack)) };
+        // SAFETY: the owner's lazy state is this CPU's; it is not loaded elsewhere (another
+        // CPU waits for this flush before loading it).
+        unsafe { (*fp).ctx().fp.save() };
+        cpu.set_fp_owner(core::ptr::null());
+    }
+    super::traps::set_fp_trap(true);
+    let pa = cpu.pauth_owner();
+    if !pa.is_null() {
+        // SAFETY: as for the FP/SIMD owner.
+        unsafe { (*pa).ctx().sys.pauth.save() };
+        cpu.set_pauth_owner(core::ptr::null());
+    }
+    if has_pointer_auth() {
+        super::traps::set_pauth_trap(true);
+    }
+    for owner in [fp, pa] {
+        if !owner.is_null() {
+            // SAFETY: vCPUs are never freed.
+            release_home(cpu, unsafe { &*owner });
+        }
+    }
 }
 
 /// The loaded `vcpu` used a pointer authentication key or key register, which trapped (the
@@ -216,12 +262,16 @@ pub unsafe fn switch_pauth(vcpu: &crate::vm::Vcpu) {
     let cpu = super::percpu::current();
     let owner = cpu.pauth_owner();
     if !owner.is_null() {
-        // SAFETY: the owner is a vCPU (never freed) pinned to this CPU and not loaded.
+        // SAFETY: the owner is a vCPU (never freed) whose lazy state is this CPU's.
         unsafe { (*owner).ctx().sys.pauth.save() };
+        cpu.set_pauth_owner(core::ptr::null());
+        // SAFETY: as above.
+        release_home(cpu, unsafe { &*owner });
     }
     // SAFETY: `vcpu` is loaded on this CPU.
     unsafe { vcpu.ctx().sys.pauth.load() };
     cpu.set_pauth_owner(vcpu);
+    vcpu.lazy_home.store(cpu.index(), Ordering::Release);
     super::traps::set_pauth_trap(false);
 }
 
@@ -236,6 +286,7 @@ pub fn forget_lazy_state(vcpu: &crate::vm::Vcpu) {
     if core::ptr::eq(cpu.pauth_owner(), vcpu) {
         cpu.set_pauth_owner(core::ptr::null());
     }
+    release_home(cpu, vcpu);
 }
 
 /// FP/SIMD registers: V0..V31, FPCR, FPSR.

@@ -7,6 +7,7 @@
 use super::vectors::{CrashFrame, GuestRegs, PartialExit};
 use super::{gic, percpu};
 use crate::hypercall::{self, Action};
+use crate::sched::TurnEnd;
 use crate::vm::platform::{self, MmioOutcome};
 use crate::vm::{StopReason, Vcpu};
 use aarch64_cpu::registers::*;
@@ -98,6 +99,8 @@ fn serve_hvc(regs: *mut GuestRegs) -> PartialExit {
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
     if hypercall::answer_yield(x) {
+        // SAFETY: as in `current_vcpu`.
+        unsafe { percpu::current().sched() }.end_turn(TurnEnd::Yield);
         return end_turn(regs);
     }
     match hypercall::handle(vcpu, x, Conduit::Hvc) {
@@ -177,6 +180,15 @@ fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
         }
         ec::WFX => {
             advance_pc(esr);
+            // ISS bit 0 (TI): 0 for WFI, which waits for an interrupt (the vCPU blocks until
+            // one is due); WFE only yields.
+            let why = if esr & 1 == 0 {
+                TurnEnd::Wfi
+            } else {
+                TurnEnd::Yield
+            };
+            // SAFETY: as in `current_vcpu`.
+            unsafe { percpu::current().sched() }.end_turn(why);
             Action::Yield
         }
         ec::FP => {
@@ -287,15 +299,20 @@ extern "C" fn handle_guest_irq(regs: *mut GuestRegs) -> PartialExit {
     platform::sync_list_registers(vcpu);
     let mut tick = false;
     match intid {
-        super::KICK_SGI | super::MAINTENANCE_INTID => gic::end_of_interrupt(intid),
+        super::KICK_SGI => {
+            gic::end_of_interrupt(intid);
+            super::serve_flush_request();
+            tick = percpu::current().take_resched();
+        }
+        super::MAINTENANCE_INTID => gic::end_of_interrupt(intid),
         _ if Some(intid) == super::console_intid() => {
             super::console::handle_input();
             gic::end_of_interrupt(intid);
         }
         _ if Some(intid) == super::preempt_intid() => {
-            super::timer::arm_slice();
+            // The scheduler's deadline: the turn ends, and the next decision re-arms it.
+            super::timer::disarm();
             gic::end_of_interrupt(intid);
-            super::on_period();
             tick = true;
         }
         _ => {

@@ -165,7 +165,7 @@ fn init_cpu_interrupts(mpidr: u64) {
         gic::enable_ppi(crate::vm::platform::VTIMER_INTID, mpidr);
         gic::enable_ppi(MAINTENANCE_INTID, mpidr);
         gic::enable_ppi(intid, mpidr);
-        timer::arm_slice();
+        timer::disarm();
     }
 }
 
@@ -192,13 +192,6 @@ pub fn gicv_frame() -> Option<u64> {
 /// The console UART's receive interrupt, if console input is enabled.
 pub fn console_intid() -> Option<u32> {
     CONSOLE_INTID.get().copied()
-}
-
-/// Once per scheduler period, on the boot CPU: what is accounted per period.
-pub fn on_period() {
-    if percpu::current().index() == 0 {
-        crate::vm::platform::refill_console_budgets();
-    }
 }
 
 /// This CPU's MPIDR affinity.
@@ -354,23 +347,9 @@ pub fn invalidate_vm_tlb(vmid: u16, stage2_root: u64) {
     barrier::isb(barrier::SY);
 }
 
-/// Wakes CPUs waiting in `wait_for_event` (a vCPU of theirs may have become runnable).
-pub fn wake_cpus() {
-    barrier::dsb(barrier::ISH);
-    aarch64_cpu::asm::sev();
-    if PREEMPT_INTID.get().is_some() {
-        let me = this_mpidr();
-        for cpu in 0..cpu_count() {
-            let mpidr = percpu::get(cpu).mpidr();
-            if mpidr != me {
-                gic::send_sgi(KICK_SGI, mpidr);
-            }
-        }
-    }
-}
-
-/// Waits until something may have changed for this idle CPU: an interrupt (a kick, the tick,
-/// console input), which is handled here, since no guest is loaded to take the exit.
+/// Waits until something may have changed for this idle CPU: an interrupt (a kick, the
+/// scheduler's deadline, console input), which is handled here, since no guest is loaded to
+/// take the exit.
 pub fn wait_for_event() {
     if PREEMPT_INTID.get().is_none() {
         aarch64_cpu::asm::wfe();
@@ -384,13 +363,62 @@ pub fn wait_for_event() {
             break;
         }
         if Some(intid) == preempt_intid() {
-            timer::arm_slice();
-            on_period();
+            // Level-triggered: silenced until the scheduler arms it again.
+            timer::disarm();
         } else if Some(intid) == console_intid() {
             console::handle_input();
         }
         gic::end_of_interrupt(intid);
     }
+    serve_flush_request();
+    percpu::current().take_resched();
+}
+
+/// If another CPU asked (it wants to run a vCPU whose lazily switched state this CPU's
+/// registers hold), saves that state to the vCPUs' contexts.
+pub fn serve_flush_request() {
+    if percpu::current().take_flush() {
+        context::flush_lazy_state();
+    }
+}
+
+/// Waits until `vcpu`, handed to this CPU (`me`) by the scheduler, is loaded on no other CPU
+/// and no other CPU's registers hold any of its state, asking that CPU to flush it. Serves
+/// such requests from other CPUs meanwhile, so two CPUs exchanging vCPUs cannot deadlock.
+pub fn take_vcpu(vcpu: &Vcpu, me: usize) {
+    let mut asked = crate::vm::NO_CPU;
+    loop {
+        serve_flush_request();
+        let home = vcpu.lazy_home.load(Ordering::Acquire);
+        let elsewhere = home != crate::vm::NO_CPU && home != me;
+        if !vcpu.is_loaded() && !elsewhere {
+            return;
+        }
+        if elsewhere && asked != home {
+            percpu::get(home).request_flush();
+            kick_cpu(home);
+            asked = home;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// When the loaded vCPU's virtual timer fires, in physical counter ticks: `None` if it is
+/// disabled or masked (CNTV_CTL_EL0.ENABLE, IMASK).
+pub fn virtual_timer_deadline() -> Option<u64> {
+    let ctl = CNTV_CTL_EL0.get();
+    const ENABLE: u64 = 1;
+    const IMASK: u64 = 1 << 1;
+    if ctl & ENABLE == 0 || ctl & IMASK != 0 {
+        return None;
+    }
+    // CNTVCT = CNTPCT − CNTVOFF (Arm ARM D11.2.4).
+    Some(CNTV_CVAL_EL0.get().wrapping_add(CNTVOFF_EL2.get()))
+}
+
+/// The counter frequency in Hz.
+pub fn counter_frequency() -> u64 {
+    CNTFRQ_EL0.get()
 }
 
 /// Stops this CPU for good.

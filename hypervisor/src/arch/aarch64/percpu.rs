@@ -9,6 +9,7 @@ use crate::sched::CpuSched;
 use crate::vm::Vcpu;
 use aarch64_cpu::registers::{Readable, Writeable, TPIDR_EL2};
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub const MAX_CPUS: usize = 8;
 
@@ -27,6 +28,12 @@ pub struct PerCpu {
     /// The address of this CPU's private-interrupt register bank in the GIC (`gic.rs`), 0 if
     /// none: found once rather than on every vCPU switch.
     pub private_bank: UnsafeCell<u64>,
+    /// Set by another CPU (with a kick): pick again now (a vCPU of this CPU was woken or moved
+    /// here, or the configuration changed).
+    resched: AtomicBool,
+    /// Set by another CPU (with a kick): save the FP/SIMD state and keys this CPU's registers
+    /// hold for vCPUs into their contexts, because that CPU wants to run one of them.
+    flush: AtomicBool,
 }
 
 // SAFETY: each entry is only accessed by its own CPU (through TPIDR_EL2), except during boot
@@ -42,6 +49,8 @@ const EMPTY: PerCpu = PerCpu {
     fp_owner: UnsafeCell::new(core::ptr::null()),
     pauth_owner: UnsafeCell::new(core::ptr::null()),
     private_bank: UnsafeCell::new(0),
+    resched: AtomicBool::new(false),
+    flush: AtomicBool::new(false),
 };
 
 static PERCPU: [PerCpu; MAX_CPUS] = [EMPTY; MAX_CPUS];
@@ -111,6 +120,26 @@ impl PerCpu {
     pub fn set_private_bank(&self, bank: u64) {
         // SAFETY: as for `private_bank`.
         unsafe { *self.private_bank.get() = bank }
+    }
+
+    /// Asks this CPU to pick again (the caller then kicks it).
+    pub fn request_resched(&self) {
+        self.resched.store(true, Ordering::Release);
+    }
+
+    /// Whether a pick was requested since the last call.
+    pub fn take_resched(&self) -> bool {
+        self.resched.swap(false, Ordering::AcqRel)
+    }
+
+    /// Asks this CPU to flush its lazily switched vCPU state (the caller then kicks it).
+    pub fn request_flush(&self) {
+        self.flush.store(true, Ordering::Release);
+    }
+
+    /// Whether a flush was requested since the last call.
+    pub fn take_flush(&self) -> bool {
+        self.flush.swap(false, Ordering::AcqRel)
     }
 
     /// This CPU's scheduler state.

@@ -6,19 +6,34 @@ use aarch64_cpu::registers::*;
 
 static TICKS_PER_SLICE: spin::Once<u64> = spin::Once::new();
 
-/// Sets the time slice from the board's scheduler period. Boot CPU, once.
+/// Sets the period from the board's. Boot CPU, once.
 pub fn init(period_us: u32) {
     let freq = CNTFRQ_EL0.get();
     TICKS_PER_SLICE.call_once(|| (freq * period_us as u64 / 1_000_000).max(1));
 }
 
-/// Arms this CPU's timer to fire one slice from now.
-pub fn arm_slice() {
-    let ticks = *TICKS_PER_SLICE.get().unwrap_or(&0);
-    if ticks == 0 {
+/// The scheduling period in counter ticks (the board's, converted).
+pub fn period_ticks() -> u64 {
+    *TICKS_PER_SLICE.get().unwrap_or(&0)
+}
+
+/// Arms this CPU's timer to fire at counter value `deadline` (at once if it has passed), or
+/// disarms it for `quota::NEVER`. The timer is level-triggered: it is re-armed or disarmed on
+/// every scheduling decision, so it never stays asserted.
+pub fn arm_at(deadline: u64) {
+    if deadline == crate::quota::NEVER {
+        disarm();
         return;
     }
-    // SAFETY: programs this CPU's EL2 physical timer, which only the hypervisor uses.
-    unsafe { core::arch::asm!("msr cnthp_tval_el2, {}", in(reg) ticks, options(nomem, nostack)) };
+    // SAFETY: programs this CPU's EL2 physical timer, which only the hypervisor uses
+    // (aarch64-cpu has no accessor for CNTHP_CVAL_EL2).
+    unsafe {
+        core::arch::asm!("msr cnthp_cval_el2, {}", in(reg) deadline, options(nomem, nostack))
+    };
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+}
+
+/// Silences this CPU's timer until the next `arm_at`.
+pub fn disarm() {
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::SET);
 }

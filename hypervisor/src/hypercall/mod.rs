@@ -4,6 +4,8 @@
 //! (pointers through `GuestRam::translate`); a bad argument is an error status for the caller,
 //! never a fault of the hypervisor.
 
+mod mgmt;
+
 use crate::vm::psci_rules::{self, AFFINITY_OFF, AFFINITY_ON, AFFINITY_ON_PENDING};
 use crate::vm::{guest_bytes, Power, StopReason, Vcpu};
 use abi::ids::*;
@@ -93,6 +95,7 @@ pub fn handle(vcpu: &Vcpu, x: &mut [u64; 31], conduit: Conduit) -> Action {
             return Action::Yield;
         }
         Call::Psci(call) => return psci(vcpu, x, call, conduit),
+        Call::Mgmt { function, args } => return mgmt::handle(vcpu, x, function, args),
         Call::Unknown { .. } => x[0] = Status::NotSupported.to_reg(),
     }
     Action::Resume
@@ -192,7 +195,7 @@ fn cpu_on(vcpu: &Vcpu, target: u64, entry: u64, context: u64) -> Result<(), Psci
         Power::Off => {
             *power = Power::Pending { entry, context };
             drop(power);
-            crate::arch::wake_cpus();
+            crate::sched::vcpu_powered_on(vm.vcpus[index]);
             Ok(())
         }
     }
