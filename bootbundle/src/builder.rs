@@ -25,6 +25,7 @@ pub struct BundleBuilder {
     vms: Vec<OwnedVmSpec>,
     /// See [`Bundle::sched_trace_us`].
     pub sched_trace_us: u32,
+    pub flags: BundleFlags,
 }
 
 impl BundleBuilder {
@@ -47,6 +48,7 @@ impl BundleBuilder {
         out[8..12].copy_from_slice(&VERSION.to_le_bytes());
         out[12..16].copy_from_slice(&(n as u32).to_le_bytes());
         out[24..28].copy_from_slice(&self.sched_trace_us.to_le_bytes());
+        out[28..32].copy_from_slice(&self.flags.0.to_le_bytes());
         for (i, vm) in self.vms.iter().enumerate() {
             let image_off = append_aligned(&mut out, &vm.image);
             let cmd_off = append_aligned(&mut out, vm.cmdline.as_bytes());

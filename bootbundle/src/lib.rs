@@ -15,7 +15,7 @@
 //! | 12 | 4 | number of VM entries, at most [`MAX_VMS`] |
 //! | 16 | 8 | total length of the bundle in bytes |
 //! | 24 | 4 | scheduler trace window in µs (0: no trace; see [`Bundle::sched_trace_us`]) |
-//! | 28 | 4 | reserved, 0 |
+//! | 28 | 4 | bundle flags ([`BundleFlags`]) |
 //! | 32 | 160 × n | VM entries, see [`ENTRY_SIZE`] and `parse_entry` |
 //! | … | | payloads (images, initrds, command lines), referenced by offset |
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -198,6 +198,7 @@ pub enum BundleError {
     TwoManagementVms { vm: usize },
     ManagementWithCpuPct { vm: usize },
     ReservedNotZero { vm: usize },
+    UnknownBundleFlags(u32),
 }
 
 impl fmt::Display for BundleError {
@@ -266,8 +267,44 @@ impl fmt::Display for BundleError {
                 "VM {vm}: the management VM's CPU share is the board's, it takes no CPU="
             ),
             ReservedNotZero { vm } => write!(f, "VM {vm}: reserved entry bytes are not zero"),
+            UnknownBundleFlags(flags) => write!(f, "unknown bundle flags {flags:#x}"),
         }
     }
+}
+
+/// Options of the whole bundle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BundleFlags(pub u32);
+
+impl BundleFlags {
+    /// Serve `HV_MGMT_FAULT_INJECT` (the harness's fault-injection tests; never on a device).
+    pub const FAULT_INJECTION: u32 = 1 << 0;
+    /// Start the management VM (the agent embedded in the hypervisor image) before the
+    /// bundle's VMs.
+    pub const MANAGEMENT_VM: u32 = 1 << 1;
+    const KNOWN: u32 = Self::FAULT_INJECTION | Self::MANAGEMENT_VM;
+
+    pub fn fault_injection(self) -> bool {
+        self.0 & Self::FAULT_INJECTION != 0
+    }
+
+    pub fn management_vm(self) -> bool {
+        self.0 & Self::MANAGEMENT_VM != 0
+    }
+}
+
+/// Sets the bundle flags of an encoded bundle, checking the result as the hypervisor will.
+pub fn set_flags(bundle: &mut [u8], flags: BundleFlags) -> Result<(), BundleError> {
+    if bundle.len() < HEADER_SIZE {
+        return Err(BundleError::TooShort);
+    }
+    let old = u32_at(bundle, 28);
+    bundle[28..32].copy_from_slice(&flags.0.to_le_bytes());
+    let checked = Bundle::parse(bundle).map(|_| ());
+    if checked.is_err() {
+        bundle[28..32].copy_from_slice(&old.to_le_bytes());
+    }
+    checked
 }
 
 /// A validated bundle.
@@ -275,6 +312,7 @@ impl fmt::Display for BundleError {
 pub struct Bundle<'a> {
     vms: heapless::Vec<VmSpec<'a>, MAX_VMS>,
     sched_trace_us: u32,
+    flags: BundleFlags,
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -322,7 +360,12 @@ impl<'a> Bundle<'a> {
         if count as usize > MAX_VMS {
             return Err(BundleError::TooManyVms(count));
         }
-        if count == 0 {
+        let flags = u32_at(data, 28);
+        if flags & !BundleFlags::KNOWN != 0 {
+            return Err(BundleError::UnknownBundleFlags(flags));
+        }
+        let flags = BundleFlags(flags);
+        if count == 0 && !flags.management_vm() {
             return Err(BundleError::NoVms);
         }
         if data.len() < HEADER_SIZE + ENTRY_SIZE * count as usize {
@@ -348,6 +391,7 @@ impl<'a> Bundle<'a> {
         Ok(Bundle {
             vms,
             sched_trace_us: u32_at(data, 24),
+            flags,
         })
     }
 
@@ -359,6 +403,10 @@ impl<'a> Bundle<'a> {
     /// `#HV sched-window` record (0: never). For the harness and benchmarks.
     pub fn sched_trace_us(&self) -> u32 {
         self.sched_trace_us
+    }
+
+    pub fn flags(&self) -> BundleFlags {
+        self.flags
     }
 }
 

@@ -79,6 +79,18 @@ fn refuses_bad_headers() {
         BundleError::TooManyVms(17)
     );
     assert_eq!(build(vec![]).unwrap_err(), BundleError::NoVms);
+    // Only the management VM: a bundle without VMs of its own is fine.
+    let mut b = BundleBuilder::new();
+    b.flags = BundleFlags(BundleFlags::MANAGEMENT_VM | BundleFlags::FAULT_INJECTION);
+    let data = b.build().unwrap();
+    let parsed = Bundle::parse(&data).unwrap();
+    assert!(parsed.flags().management_vm() && parsed.flags().fault_injection());
+    let mut bad = data.clone();
+    bad[28] = 0x80;
+    assert_eq!(
+        Bundle::parse(&bad).unwrap_err(),
+        BundleError::UnknownBundleFlags(0x80)
+    );
 }
 
 #[test]
@@ -288,4 +300,17 @@ fn carries_cpu_percentages_and_refuses_inconsistent_ones() {
         Bundle::parse(&data).unwrap_err(),
         BundleError::ReservedNotZero { vm: 0 }
     );
+}
+
+#[test]
+fn flags_can_be_set_on_an_encoded_bundle() {
+    let mut data = build(vec![vm("a")]).unwrap();
+    set_flags(&mut data, BundleFlags(BundleFlags::MANAGEMENT_VM)).unwrap();
+    assert!(Bundle::parse(&data).unwrap().flags().management_vm());
+    assert_eq!(
+        set_flags(&mut data, BundleFlags(1 << 9)),
+        Err(BundleError::UnknownBundleFlags(1 << 9))
+    );
+    // Refused flags leave the bundle as it was.
+    assert!(Bundle::parse(&data).unwrap().flags().management_vm());
 }

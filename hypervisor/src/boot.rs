@@ -36,6 +36,8 @@ pub fn init_memory(hw: &HwInfo, dtb: u64, dtb_size: u64, img: ImageLayout) {
         frames.total_bytes(),
         frames.free_bytes()
     );
+    drop(frames);
+    crate::storage::init(hw); // the disk's DMA memory comes from the frames just set up
 }
 
 /// Creates every VM of the boot bundle (the initrd), registers them with the quota scheduler
@@ -58,27 +60,49 @@ pub fn create_vms(hw: &HwInfo, cpus: usize) {
         }
     };
     let specs = bundle.vms();
-    let management = specs.iter().position(|s| s.flags.management());
+    // The embedded agent, if the bundle asks for the management VM and the image has one.
+    let agent = if bundle.flags().management_vm() {
+        let spec = crate::vm::management::spec();
+        if spec.is_none() {
+            log::error!("the bundle asks for the management VM, but no agent is embedded");
+        }
+        spec
+    } else {
+        None
+    };
+    let management = match agent {
+        Some(_) => Some(crate::vm::management::ID),
+        None => specs
+            .iter()
+            .position(|s| s.flags.management())
+            .map(|i| i + 1),
+    };
     let period = crate::arch::timer::period_ticks().max(crate::quota::MIN_PERIOD);
     let mut cfg = crate::quota::Config::new(cpus, period);
     if let Some(m) = management {
-        cfg = cfg.with_management((m + 1) as u16, boards::BOARD.mgmt_cpu_pct);
+        cfg = cfg.with_management(m as u16, boards::BOARD.mgmt_cpu_pct);
     }
     let trace = bundle.sched_trace_us() as u64 * crate::arch::counter_frequency() / 1_000_000;
     crate::sched::init(cfg, trace);
     let explicit: Vec<Option<u8>> = specs.iter().map(|s| s.cpu_pct).collect();
     let is_mgmt: Vec<bool> = specs.iter().map(|s| s.flags.management()).collect();
     let pcts = crate::sched::boot_percentages(&explicit, &is_mgmt);
-    for (i, spec) in specs.iter().enumerate() {
-        let vm = match Vm::create(i + 1, *spec) {
+    crate::hypercall::init_lifecycle(specs.len() + 1, bundle.flags().fault_injection());
+    let agent = agent.map(|spec| (crate::vm::management::ID, spec, None));
+    let bundle_vms = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| (i + 1, *spec, pcts[i]));
+    for (id, spec, pct) in agent.into_iter().chain(bundle_vms) {
+        let vm = match Vm::create(id, spec) {
             Ok(vm) => vm,
             Err(e) => {
-                log::error!("VM {} ({}) not created: {e}", i + 1, spec.name);
+                log::error!("VM {id} ({}) not created: {e}", spec.name);
                 continue;
             }
         };
-        if let Err(e) = crate::sched::add_vm(vm, pcts[i]) {
-            log::error!("VM {} ({}) not scheduled: {e}", i + 1, spec.name);
+        if let Err(e) = crate::sched::add_vm(vm, pct) {
+            log::error!("VM {id} ({}) not scheduled: {e}", spec.name);
             vm.stop(crate::vm::StopReason::Error);
             vm.after_unload();
             continue;
@@ -88,15 +112,16 @@ pub fn create_vms(hw: &HwInfo, cpus: usize) {
             vm.id,
             vm.name,
             vm.vcpus.len(),
-            vm.ram.size,
-            vm.ram.pa,
-            pcts[i].map_or(boards::BOARD.mgmt_cpu_pct, |p| p),
-            vm.cntvoff
+            vm.ram().size,
+            vm.ram().pa,
+            pct.map_or(boards::BOARD.mgmt_cpu_pct, |p| p),
+            vm.cntvoff()
         );
         crate::vm_table::add(vm);
         if vm.start_after.is_none() {
             vm.power_on_boot_vcpu();
         }
     }
+    crate::hypercall::restore_from_disk();
     crate::sched::start();
 }

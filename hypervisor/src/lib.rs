@@ -10,6 +10,7 @@ pub mod dt;
 pub mod memory;
 pub mod quota;
 pub mod sched;
+pub mod storage;
 pub mod vgic;
 pub mod vm;
 

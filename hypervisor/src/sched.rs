@@ -70,11 +70,10 @@ pub fn boot_percentages(
         .zip(management)
         .filter(|(p, &m)| p.is_none() && !m)
         .count() as u32;
-    let each = if unset == 0 {
-        0
-    } else {
-        100u32.saturating_sub(given) / unset
-    };
+    let each = 100u32
+        .saturating_sub(given)
+        .checked_div(unset)
+        .unwrap_or(0);
     explicit
         .iter()
         .zip(management)
@@ -158,6 +157,11 @@ mod target {
         REFILLED_PERIOD.store(now, Ordering::Relaxed);
     }
 
+    /// Forgets a VM (deleted): its share is free from now.
+    pub fn remove_vm(vm: &Vm) -> Result<(), QuotaError> {
+        with(|g| g.quota.remove_vm(vm.id as u16)).unwrap_or(Ok(()))
+    }
+
     /// `vcpu` was powered on (boot, PSCI CPU_ON, reset): the quota scheduler may run it.
     pub fn vcpu_powered_on(vcpu: &Vcpu) {
         let now = crate::arch::physical_count();
@@ -174,6 +178,16 @@ mod target {
         }
     }
 
+    /// Makes `vcpu` leave its physical CPU at once if it is loaded on another one (its VM
+    /// stopped or is being suspended).
+    pub fn kick_vcpu(vcpu: &Vcpu) {
+        let here = crate::arch::percpu::current().index();
+        let on = vcpu.running_on();
+        if vcpu.is_loaded() && on != here {
+            request_resched(on);
+        }
+    }
+
     /// Makes physical CPU `cpu` pick again now (even if it is this one: the SGI is taken as
     /// soon as the guest is re-entered).
     fn request_resched(cpu: usize) {
@@ -182,9 +196,19 @@ mod target {
     }
 
     /// Applies new VirMO percentages from the next period, atomically; nothing changes on
-    /// error.
+    /// error. A change accepted is recorded as `#HV quota-applied t=<ticks> vm<id>=<pct>...`
+    /// (the instant it was accepted, and the set).
     pub fn apply_quotas(set: &QuotaSet) -> Result<(), QuotaError> {
-        with(|g| g.quota.apply_at_next_period(set)).unwrap_or(Ok(()))
+        let now = crate::arch::physical_count();
+        with(|g| g.quota.apply_at_next_period(set)).unwrap_or(Ok(()))?;
+        use core::fmt::Write;
+        let mut line: heapless::String<256> = heapless::String::new();
+        let _ = write!(line, "t={now}");
+        for (vm, pct) in set.entries() {
+            let _ = write!(line, " vm{vm}={pct}");
+        }
+        crate::hv_record!("quota-applied {}", line);
+        Ok(())
     }
 
     /// The VirMO percentage `vm` will have from the next period.
@@ -240,6 +264,17 @@ mod target {
         /// stopped.
         pub fn run_next(&mut self) -> *mut GuestRegs {
             let me = crate::arch::percpu::current().index();
+            if self.turn_end == TurnEnd::Yield {
+                if let Some(regs) = self.yield_fast(me) {
+                    return regs;
+                }
+            }
+            self.run_next_full(me)
+        }
+
+        /// `run_next` with a full decision of the quota scheduler.
+        #[inline(never)]
+        fn run_next_full(&mut self, me: usize) -> *mut GuestRegs {
             loop {
                 let now = crate::arch::physical_count();
                 let turn_end = core::mem::replace(&mut self.turn_end, TurnEnd::Other);
@@ -284,46 +319,89 @@ mod target {
                     (d, g.quota.period().0)
                 };
                 let (d, period_start) = decision;
+                if let Some(record) = trace {
+                    print_window(&record);
+                }
+                if let Some(regs) = self.run_decision(d, me, now, period_start) {
+                    return regs;
+                }
+            }
+        }
+
+        /// A yield while nothing but time passed since this CPU's last decision: the quota
+        /// scheduler's O(1) path (`Scheduler::yield_fast`), the common case of vCPUs handing
+        /// the CPU to each other. `None`: take the full path.
+        #[inline(never)]
+        fn yield_fast(&mut self, me: usize) -> Option<*mut GuestRegs> {
+            let now = crate::arch::physical_count();
+            let d = {
+                let mut guard = GLOBAL.lock();
+                let g = guard.as_mut()?;
+                if g.trace_window != 0 && now >= g.trace_next {
+                    return None;
+                }
+                let d = g.quota.yield_fast(me, self.since, now)?;
+                g.running[me] = d.run.map(|id| (id, now));
+                d
+            };
+            // Charged up to `now`: if the switch fails the full path must not charge again.
+            self.turn_end = TurnEnd::Other;
+            self.since = now;
+            let next = vcpu_by_id(d.run?)?;
+            let regs = self.switch_to(next, me)?;
+            crate::arch::timer::arm_at(d.until);
+            Some(regs)
+        }
+
+        /// Carries out decision `d` taken at `now`: kicks, console budgets at a new period,
+        /// the switch. `None` when nothing could run (the caller decides again).
+        fn run_decision(
+            &mut self,
+            d: quota::Decision,
+            me: usize,
+            now: u64,
+            period_start: u64,
+        ) -> Option<*mut GuestRegs> {
+            if d.kick != 0 {
                 for cpu in 0..crate::arch::cpu_count() {
                     if d.kick & (1 << cpu) != 0 {
                         request_resched(cpu);
                     }
                 }
-                if let Some(record) = trace {
-                    print_window(&record);
+            }
+            if REFILLED_PERIOD.load(Ordering::Relaxed) != period_start
+                && REFILLED_PERIOD.swap(period_start, Ordering::AcqRel) != period_start
+            {
+                crate::vm::platform::refill_console_budgets();
+            }
+            match d.run.and_then(vcpu_by_id) {
+                Some(v) => {
+                    if let Some(regs) = self.switch_to(v, me) {
+                        crate::arch::timer::arm_at(d.until);
+                        self.since = now;
+                        return Some(regs);
+                    }
+                    // It cannot run after all (powered off meanwhile): tell the quota
+                    // scheduler, and choose again.
+                    with(|g| {
+                        g.quota.power_off(v.sched_id(), now);
+                        g.running[me] = None;
+                    });
+                    self.unload_current();
                 }
-                if REFILLED_PERIOD.swap(period_start, Ordering::AcqRel) != period_start {
-                    crate::vm::platform::refill_console_budgets();
-                }
-                let next = d.run.and_then(vcpu_by_id);
-                match next {
-                    Some(v) => {
-                        if let Some(regs) = self.switch_to(v, me) {
-                            crate::arch::timer::arm_at(d.until);
-                            self.since = now;
-                            return regs;
-                        }
-                        // It cannot run after all (powered off meanwhile): tell the quota
-                        // scheduler, and choose again.
+                None => {
+                    if let Some(id) = d.run {
+                        // A VM no longer in the table: forget its vCPU.
                         with(|g| {
-                            g.quota.power_off(v.sched_id(), now);
+                            g.quota.power_off(id, now);
                             g.running[me] = None;
                         });
-                        self.unload_current();
-                    }
-                    None => {
-                        if let Some(id) = d.run {
-                            // A VM no longer in the table: forget its vCPU.
-                            with(|g| {
-                                g.quota.power_off(id, now);
-                                g.running[me] = None;
-                            });
-                            continue;
-                        }
+                    } else {
                         self.idle(d.until);
                     }
                 }
             }
+            None
         }
 
         /// Makes `next` the loaded vCPU (unless it is already) and returns its registers; `None`

@@ -50,6 +50,12 @@ commands:
       --smp N                QEMU CPUs, 1 to 8 (default 2)
       --gic 2|3              GIC version of QEMU's machine (default 3)
       --icount               run QEMU with -icount shift=0,sleep=off
+      --keep-disk            boot target/disk/disk.img as the last run left it (default: a new
+                             disk holding the run's images and the test guests; docs/disk.md)
+      --mgmt-script FILE     boot only the management VM (the VMs named, or the demo, go to the
+                             image store), feed FILE's lines to its shell, print each command
+                             with its answer, and stop when FILE ends (docs/virmo.md); exits
+                             non-zero if the hypervisor panics or an answer does not come
   test [options]             host tests, then every harness suite in QEMU
       --suite NAME           run only this suite (repeatable)
       --skip-host            skip the host tests (scripts/fetch-dtbs.sh, cargo test --workspace)
@@ -86,9 +92,14 @@ pub struct RunOpts {
     pub smp: u32,
     pub gic: u32,
     pub icount: bool,
+    /// `--keep-disk`: boot the disk of the previous run as it is (docs/disk.md).
+    pub keep_disk: bool,
     /// `--vm`: VMs (any image format) replacing the demo.
     pub vms: Vec<VmArg>,
     pub demo: Demo,
+    /// `--mgmt-script FILE`: only the management VM boots (the VMs named go to the image
+    /// store); FILE's lines are fed to its shell and answered one by one.
+    pub mgmt_script: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOpts {
@@ -99,8 +110,10 @@ impl Default for RunOpts {
             smp: 2,
             gic: 3,
             icount: false,
+            keep_disk: false,
             vms: Vec::new(),
             demo: Demo::default(),
+            mgmt_script: None,
         }
     }
 }
@@ -247,6 +260,20 @@ fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
                 Words::no_value(&flag, inline)?;
                 o.icount = true;
             }
+            "--keep-disk" => {
+                Words::no_value(&flag, inline)?;
+                o.keep_disk = true;
+            }
+            "--mgmt-script" => {
+                let v = w.value(&flag, inline)?;
+                let path = std::path::PathBuf::from(&v);
+                if !path.is_file() {
+                    return Err(usage(format!("--mgmt-script: {v}: no such file")));
+                }
+                if o.mgmt_script.replace(path).is_some() {
+                    return Err(usage("--mgmt-script given twice"));
+                }
+            }
             _ => return Err(usage(format!("`run` has no option `{flag}`"))),
         }
     }
@@ -336,6 +363,7 @@ mod tests {
         assert_eq!(run("run --gic 2").gic, 2);
         assert_eq!(run("run --gic=v2").gic, 2);
         assert_eq!(run("run --demo guests").demo, Demo::Guests);
+        assert!(run("run --keep-disk").keep_disk && !run("run").keep_disk);
         assert_eq!(run("run --demo=linux").demo, Demo::Linux);
         let o = run("run --vm kernel=/k,name=a --vm=kernel=/j,vcpus=2,ram=1G --smp 2");
         assert_eq!(
@@ -386,7 +414,7 @@ mod tests {
         assert_eq!(err("run --vm"), "--vm needs a value");
         assert_eq!(
             err("run --vm kernel=k,colour=blue"),
-            "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, cmdline, name)"
+            "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, cpu, cmdline, name)"
         );
         assert_eq!(
             err("run --vm ram=1G"),

@@ -128,6 +128,8 @@ pub fn measure(
     let bundle = linux::build_linux_bundle(std::slice::from_ref(&vm)).map_err(Failure)?;
     let bundle_path = dir.join("linux-boot.bundle.bin");
     write(&bundle_path, &bundle)?;
+    let disk = dir.join("linux-boot.disk.img");
+    harness_runner::disk::create(&disk, &[], false).map_err(Failure)?;
     let hv = QemuConfig {
         smp: 1,
         gic: 3,
@@ -135,6 +137,7 @@ pub fn measure(
         memory_mib: memory >> 20,
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle_path,
+        disk: Some(disk),
     };
     let dtb = native_dtb(&dir)?;
     let native = native_args(images, &initramfs_path, &dtb, &cmdline);

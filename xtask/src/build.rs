@@ -140,7 +140,19 @@ pub fn ensure_prerequisites() -> Result<(), Failure> {
 /// `cargo build --release <args> --message-format=json-render-diagnostics`, returning the
 /// executables it produced (by name).
 fn cargo_build(ws: &Workspace, args: &[&str]) -> Result<Vec<(String, PathBuf)>, Failure> {
+    cargo_build_env(ws, args, &[])
+}
+
+/// `cargo_build` with extra environment variables.
+fn cargo_build_env(
+    ws: &Workspace,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Result<Vec<(String, PathBuf)>, Failure> {
     let mut cmd = ws.cargo();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.args([
         "build",
         "--release",
@@ -178,8 +190,25 @@ fn cargo_build(ws: &Workspace, args: &[&str]) -> Result<Vec<(String, PathBuf)>, 
 
 /// Builds the hypervisor and the guests; writes `target/images/hypervisor.bin`.
 pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
+    // The management VM's agent first: the hypervisor image embeds it (docs/virmo.md).
+    progress(&format!("building the management agent ({GUEST_TARGET})"));
+    let agent = cargo_build(
+        ws,
+        &[
+            "-p",
+            "mgmt-agent",
+            "--bin",
+            "mgmt-agent",
+            "--target",
+            GUEST_TARGET,
+        ],
+    )?
+    .into_iter()
+    .find(|(name, _)| name == "mgmt-agent")
+    .map(|(_, p)| p)
+    .ok_or_else(|| Failure("cargo built no `mgmt-agent` executable".into()))?;
     progress(&format!("building the hypervisor ({HYPERVISOR_TARGET})"));
-    let exes = cargo_build(
+    let exes = cargo_build_env(
         ws,
         &[
             "-p",
@@ -189,6 +218,7 @@ pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
             "--target",
             HYPERVISOR_TARGET,
         ],
+        &[("MGMT_AGENT_ELF", agent.as_path())],
     )?;
     let hypervisor_elf = exes
         .into_iter()

@@ -5,7 +5,9 @@ mod args;
 mod boot_ratio;
 mod build;
 mod cpio;
+mod disk;
 mod images;
+mod mgmt;
 mod vmarg;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use harness_runner::{
 };
 
 use args::{Command as Cmd, Demo, RunOpts, TestOpts, Usage};
+use bootbundle::BundleFlags;
 use build::{rel, Workspace};
 
 /// A command failed (exit status 1); the message says why.
@@ -180,6 +183,20 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
             formats::machine_ram_for(vms).map_err(Failure)? >> 20,
         ),
     };
+    // The management VM starts first, with console input (docs/virmo.md). With a script, it
+    // is the only VM: the others are only put in the image store.
+    let (bundle, names) = if opts.mgmt_script.is_some() {
+        let mut b = bootbundle::BundleBuilder::new();
+        b.flags = BundleFlags(BundleFlags::MANAGEMENT_VM);
+        (b.build().map_err(|e| Failure(e.to_string()))?, Vec::new())
+    } else {
+        let mut bundle = bundle;
+        bootbundle::set_flags(&mut bundle, BundleFlags(BundleFlags::MANAGEMENT_VM))
+            .map_err(|e| Failure(e.to_string()))?;
+        (bundle, names)
+    };
+    let names: Vec<String> = std::iter::once("mgmt".to_string()).chain(names).collect();
+    let memory_mib = memory_mib + (mgmt::MGMT_RAM_MIB + 256);
     let bundle_path = ws.out.join("images").join("run-bundle.bin");
     fs::write(&bundle_path, bundle)
         .map_err(|e| Failure(format!("cannot write {}: {e}", bundle_path.display())))?;
@@ -190,12 +207,16 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
         memory_mib,
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle_path,
+        disk: Some(disk::prepare(ws, &vms, &artifacts, opts.keep_disk)?),
     };
     progress(&format!(
         "booting VMs {} with: {}",
         names.join(", "),
         config.command_line()
     ));
+    if let Some(script) = &opts.mgmt_script {
+        return mgmt::run_script(&config, script, opts.timeout).map_err(Stop::Failure);
+    }
     let stdin_tty = io::stdin().is_terminal();
     let mut qemu = Qemu::spawn(
         &config,

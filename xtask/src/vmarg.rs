@@ -509,7 +509,7 @@ mod tests {
         assert_eq!(
             err("kernel=k,colour=blue"),
             "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, \
-             cmdline, name)"
+             cpu, cmdline, name)"
         );
         assert_eq!(err("ram=256M"), "--vm `ram=256M`: `kernel=PATH` is missing");
         assert_eq!(

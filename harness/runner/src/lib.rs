@@ -2,6 +2,7 @@
 //! framing, and reporting (cargo-test-style text and JUnit XML). Used by `xtask`; see
 //! `docs/harness.md`.
 
+pub mod disk;
 pub mod elf;
 pub mod formats;
 pub mod framing;
@@ -10,6 +11,7 @@ pub mod junit;
 #[path = "../../../hypervisor/src/vm/layout.rs"]
 pub mod layout;
 pub mod linux;
+pub mod mgmt;
 pub mod monitor;
 pub mod qemu;
 pub mod report;
@@ -52,6 +54,7 @@ pub fn all_suite_names() -> Vec<&'static str> {
         .iter()
         .chain(linux::LINUX_SUITES)
         .chain(formats::FORMAT_SUITES)
+        .chain(disk::DISK_SUITES)
         .copied()
         .collect()
 }
@@ -62,6 +65,7 @@ pub fn test_suite_names() -> Vec<&'static str> {
         .iter()
         .chain(linux::LINUX_SUITES)
         .chain(formats::FORMAT_SUITES)
+        .chain(disk::DISK_SUITES)
         .copied()
         .collect()
 }
@@ -255,6 +259,9 @@ pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteRepo
     if name == BAD_VM_ARGS_SUITE {
         return run_bad_vm_args(out_dir);
     }
+    if name == disk::DISK_SUITE {
+        return disk::run_disk_suite(artifacts, out_dir);
+    }
     if let Some(suite) = linux::linux_suite_by_name(name) {
         return run_linux_suite(&suite, artifacts, out_dir);
     }
@@ -281,6 +288,13 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
         Ok(path) => path,
         Err(e) => return failed_setup(name, out_dir, start, e),
     };
+    // A fresh disk whose store holds the suite's programs.
+    let disk = out_dir.join(format!("{name}.disk.img"));
+    let made = disk::suite_images(&suite.vms, artifacts)
+        .and_then(|images| disk::create(&disk, &images, false));
+    if let Err(e) = made {
+        return failed_setup(name, out_dir, start, e);
+    }
     let config = QemuConfig {
         smp: suite.smp,
         gic: 3,
@@ -288,6 +302,7 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
         memory_mib: qemu::DEFAULT_MEMORY_MIB,
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle,
+        disk: Some(disk),
     };
     let mut monitor = Monitor::new(suite);
     match run_qemu(&mut monitor, &config, &log, &[]) {
@@ -325,6 +340,11 @@ pub fn run_linux_suite(suite: &LinuxSuite, artifacts: &Artifacts, out_dir: &Path
         Ok(x) => x,
         Err(e) => return failed_setup(name, out_dir, start, e),
     };
+    // A fresh disk with an empty store (the VMs boot from the bundle).
+    let disk = out_dir.join(format!("{name}.disk.img"));
+    if let Err(e) = disk::create(&disk, &[], false) {
+        return failed_setup(name, out_dir, start, e);
+    }
     let config = QemuConfig {
         smp: suite.smp,
         gic: suite.gic,
@@ -332,6 +352,7 @@ pub fn run_linux_suite(suite: &LinuxSuite, artifacts: &Artifacts, out_dir: &Path
         memory_mib: memory >> 20,
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle,
+        disk: Some(disk),
     };
     match run_qemu(&mut monitor, &config, &log, &suite.input) {
         Ok(tail) => SuiteReport {

@@ -635,7 +635,7 @@ pub fn bad_vm_args_cases(files: &BadArgsFiles) -> Vec<BadArgsCase> {
         case(
             "unknown_key",
             &["--vm", &format!("{small},colour=blue")],
-            "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, cmdline, name)",
+            "--vm: unknown key `colour` (keys: kernel, format, initrd, ram, base, load, vcpus, cpu, cmdline, name)",
         ),
         case(
             "missing_kernel",

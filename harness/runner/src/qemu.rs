@@ -23,6 +23,8 @@ pub struct QemuConfig {
     pub memory_mib: u64,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// The hypervisor's disk (a raw image, see [`crate::disk`]), attached as virtio-blk.
+    pub disk: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -50,6 +52,9 @@ impl QemuConfig {
         ];
         if self.icount {
             a.extend(["-icount".into(), "shift=0,sleep=off".into()]);
+        }
+        if let Some(disk) = &self.disk {
+            a.extend(crate::disk::qemu_args(disk));
         }
         a
     }
@@ -476,6 +481,7 @@ mod tests {
             memory_mib: DEFAULT_MEMORY_MIB,
             kernel: "target/images/hypervisor.bin".into(),
             initrd: "b.bin".into(),
+            disk: None,
         };
         assert_eq!(
             c.command_line(),
@@ -504,6 +510,13 @@ mod tests {
             ..c
         };
         assert!(c.command_line().contains(" -m 2G "));
+        let c = QemuConfig {
+            disk: Some("d.img".into()),
+            ..c
+        };
+        assert!(c.command_line().ends_with(
+            " -drive file=d.img,if=none,format=raw,id=hd0 -device virtio-blk-device,drive=hd0"
+        ));
     }
 
     fn ms(n: u64) -> Duration {

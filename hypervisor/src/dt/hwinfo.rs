@@ -27,6 +27,8 @@ pub const MAX_RESERVED_REGIONS: usize = 16;
 pub const MAX_DTB_SIZE: usize = 2 << 20;
 /// Deepest node nesting accepted (the `fdt` crate keeps a fixed stack of 64).
 pub const MAX_DEPTH: usize = 32;
+/// The most virtio-mmio transports kept (QEMU `virt` has 32); later ones are ignored.
+pub const MAX_VIRTIO_MMIO: usize = 32;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const HEADER_LEN: usize = 40;
@@ -92,6 +94,15 @@ pub struct UartInfo {
     pub irq: Option<u32>,
 }
 
+/// A virtio-mmio transport (`compatible = "virtio,mmio"`); what is behind it, if anything, is
+/// read from its registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtioMmio {
+    pub base: Region,
+    /// Its interrupt as an INTID, when its interrupt parent is the GIC.
+    pub irq: Option<u32>,
+}
+
 /// Everything the hypervisor learns from the boot device tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HwInfo {
@@ -111,6 +122,8 @@ pub struct HwInfo {
     pub bootargs: Option<heapless::String<256>>,
     /// The root `model`, cut at 64 bytes (it is only shown, never interpreted).
     pub model: heapless::String<64>,
+    /// Enabled `virtio,mmio` transports, in DT order (the first [`MAX_VIRTIO_MMIO`]).
+    pub virtio_mmio: heapless::Vec<VirtioMmio, MAX_VIRTIO_MMIO>,
 }
 
 /// Why a device tree was refused.
@@ -225,6 +238,42 @@ impl HwInfo {
         // SAFETY: the caller guarantees `totalsize` readable bytes for a valid-looking header.
         let blob = unsafe { core::slice::from_raw_parts(ptr, totalsize) };
         Ok((Self::parse(blob)?, totalsize))
+    }
+
+    /// The pages holding the virtio-mmio transports, merged into runs (sorted, disjoint), for
+    /// the EL2 map: QEMU packs eight 512-byte transports in a page.
+    pub fn virtio_mmio_windows(&self) -> heapless::Vec<Region, MAX_VIRTIO_MMIO> {
+        let mut pages: heapless::Vec<(u64, u64), MAX_VIRTIO_MMIO> = self
+            .virtio_mmio
+            .iter()
+            .filter(|t| t.base.size > 0)
+            .map(|t| {
+                let end = t
+                    .base
+                    .base
+                    .saturating_add(t.base.size)
+                    .saturating_add(0xfff)
+                    & !0xfff;
+                (t.base.base & !0xfff, end)
+            })
+            .collect();
+        pages.sort_unstable();
+        let mut out: heapless::Vec<Region, MAX_VIRTIO_MMIO> = heapless::Vec::new();
+        for (start, end) in pages {
+            match out.last_mut() {
+                Some(last) if start <= last.base + last.size => {
+                    last.size = last.size.max(end - last.base);
+                }
+                // Cannot overflow: at most as many runs as transports.
+                _ => {
+                    let _ = out.push(Region {
+                        base: start,
+                        size: end - start,
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -745,6 +794,7 @@ struct Scan<'a> {
     stdout_uart: Option<Device<'a>>,
     first_uart: Option<Device<'a>>,
     psci: Option<PsciMethod>,
+    virtio_mmio: heapless::Vec<Device<'a>, MAX_VIRTIO_MMIO>,
     /// `/chosen/stdout-path` resolved through `/aliases`, options stripped.
     stdout_path: Option<&'a str>,
 }
@@ -905,6 +955,14 @@ fn visit<'a>(
         }
     }
 
+    if available && props.is_compatible(&["virtio,mmio"]) {
+        if let Some(region) = translated_reg(props, path, 0)? {
+            // Past the table's capacity, transports are ignored rather than refused: a disk
+            // on one of them is merely not found.
+            let _ = scan.virtio_mmio.push(device(Some(region)));
+        }
+    }
+
     if names.len() == 1 && base_name == "psci" {
         scan.psci = match props.method.and_then(first_string) {
             Some("smc") => Some(PsciMethod::Smc),
@@ -1044,6 +1102,18 @@ fn extract(dtb: &[u8], h: &Header) -> Result<HwInfo, DtError> {
         }
     }
 
+    let mut virtio_mmio = heapless::Vec::new();
+    for dev in &scan.virtio_mmio {
+        if let Some(base) = dev.region {
+            let irq = match gic {
+                Some(gic) => gic.node_intids(dev)?.and_then(|ids| ids.first().copied()),
+                None => None,
+            };
+            // Cannot fail: as many entries as `scan.virtio_mmio` holds.
+            let _ = virtio_mmio.push(VirtioMmio { base, irq });
+        }
+    }
+
     Ok(HwInfo {
         memory: scan.memory,
         reserved: scan.reserved,
@@ -1055,6 +1125,7 @@ fn extract(dtb: &[u8], h: &Header) -> Result<HwInfo, DtError> {
         initrd,
         bootargs,
         model,
+        virtio_mmio,
     })
 }
 
@@ -2204,6 +2275,69 @@ mod tests {
         assert_eq!(
             std::format!("{}", DtError::TooMany("cpus")),
             "too many cpus in the device tree"
+        );
+    }
+
+    // ---- virtio-mmio transports --------------------------------------------------------------
+
+    #[test]
+    fn qemu_virt_virtio_mmio_transports() {
+        let Some(dtb) = fixture("qemu-virt-gicv3.dtb") else {
+            return;
+        };
+        let hw = HwInfo::parse(&dtb).unwrap();
+        // QEMU `virt`: 32 transports of 0x200 bytes from 0xa000000, SPIs 16..48.
+        assert_eq!(hw.virtio_mmio.len(), 32);
+        for (i, t) in hw.virtio_mmio.iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(t.base, region(0x0a00_0000 + 0x200 * i, 0x200));
+            assert_eq!(t.irq, Some(48 + i as u32));
+        }
+        assert_eq!(hw.virtio_mmio_windows()[..], [region(0x0a00_0000, 0x4000)]);
+    }
+
+    fn virtio(w: &mut FdtWriter, address: u64, size: u64, status: &str) -> Result<(), FdtError> {
+        node(w, &std::format!("virtio_mmio@{address:x}"), &|w| {
+            w.prop_str("compatible", "virtio,mmio")?;
+            w.prop_cells("reg", &cells64(&[address, size]))?;
+            w.prop_cells("interrupts", &[0, 0x10, 1])?;
+            w.prop_str("status", status)
+        })
+    }
+
+    #[test]
+    fn virtio_mmio_transports_skip_disabled_ones_and_merge_their_pages() {
+        let dtb = tree(|w| {
+            gic_v2(w)?;
+            virtio(w, 0x1000_0200, 0x200, "okay")?;
+            virtio(w, 0x1000_0000, 0x200, "okay")?;
+            virtio(w, 0x1000_0400, 0x200, "disabled")?;
+            virtio(w, 0x1000_1e00, 0x400, "okay")?; // straddles two pages
+            virtio(w, 0x2000_0000, 0x200, "okay")
+        });
+        let hw = HwInfo::parse(&dtb).unwrap();
+        let bases: Vec<u64> = hw.virtio_mmio.iter().map(|t| t.base.base).collect();
+        assert_eq!(bases, [0x1000_0200, 0x1000_0000, 0x1000_1e00, 0x2000_0000]);
+        assert_eq!(hw.virtio_mmio[0].irq, Some(48));
+        assert_eq!(
+            hw.virtio_mmio_windows()[..],
+            [region(0x1000_0000, 0x3000), region(0x2000_0000, 0x1000)]
+        );
+    }
+
+    #[test]
+    fn more_virtio_transports_than_kept_are_ignored() {
+        let dtb = tree(|w| {
+            for i in 0..MAX_VIRTIO_MMIO as u64 + 3 {
+                virtio(w, 0x1000_0000 + 0x200 * i, 0x200, "okay")?;
+            }
+            Ok(())
+        });
+        let hw = HwInfo::parse(&dtb).unwrap();
+        assert_eq!(hw.virtio_mmio.len(), MAX_VIRTIO_MMIO);
+        assert_eq!(
+            hw.virtio_mmio[0].irq, None,
+            "no GIC: interrupts not decoded"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! record page, every field), and turning them into operations on VMs and the scheduler. A
 //! call that changes something either changes all of it or nothing.
 
+use super::lifecycle;
 use super::Action;
 use crate::quota::{QuotaError, QuotaSet};
 use crate::vm::{guest_page, Vcpu, Vm, VmState as HvState};
@@ -65,8 +66,29 @@ fn serve(caller: &Vm, x: &mut [u64; 31], function: u32, args: [u64; 3]) -> Resul
                 }
             }
         }
-        // The VM lifecycle, the image store and the persistent area come with the management
-        // VM (issue 5).
+        HV_MGMT_VM_CREATE => {
+            let page = page(caller, args[0])?;
+            let req = VmCreate::decode(page)?;
+            x[1] = lifecycle::create(&req)? as u64;
+        }
+        HV_MGMT_VM_DELETE => lifecycle::delete(managed_vm(args[0])?)?,
+        HV_MGMT_VM_POWER_ON => lifecycle::power_on(managed_vm(args[0])?)?,
+        HV_MGMT_VM_POWER_OFF => lifecycle::power_off(managed_vm(args[0])?)?,
+        HV_MGMT_VM_SUSPEND => lifecycle::suspend(managed_vm(args[0])?)?,
+        HV_MGMT_VM_RESUME => lifecycle::resume(managed_vm(args[0])?)?,
+        HV_MGMT_IMAGE_LIST => {
+            let page = page(caller, args[0])?;
+            x[1] = lifecycle::image_list(page)? as u64;
+        }
+        HV_MGMT_IMAGE_REMOVE => {
+            let id = u32::try_from(args[0]).map_err(|_| Status::NotFound)?;
+            lifecycle::image_remove(id)?;
+        }
+        HV_MGMT_STORE_READ | HV_MGMT_STORE_WRITE => {
+            let page = page(caller, args[1])?;
+            lifecycle::store_io(function == HV_MGMT_STORE_WRITE, args[0], page, args[2])?;
+        }
+        HV_MGMT_FAULT_INJECT => lifecycle::fault_inject(args[0], args[1])?,
         _ => return Err(Status::NotSupported),
     }
     Ok(())
@@ -100,7 +122,8 @@ fn managed_vm(handle: u64) -> Result<&'static Vm, Status> {
 
 fn vm_state(vm: &Vm) -> VmState {
     match vm.state() {
-        HvState::Running | HvState::Resetting => VmState::Running,
+        HvState::Running | HvState::Resetting | HvState::Suspending => VmState::Running,
+        HvState::Suspended => VmState::Suspended,
         HvState::Held | HvState::Stopped(_) | HvState::Releasing(_) | HvState::Released(_) => {
             VmState::PoweredOff
         }
@@ -108,11 +131,12 @@ fn vm_state(vm: &Vm) -> VmState {
 }
 
 fn resources(vm: &Vm) -> Resources {
+    let m = lifecycle::managed(vm.id);
     Resources {
-        ram: vm.ram.size,
-        storage: 0,
+        ram: vm.ram().size,
+        storage: m.map_or(0, |m| m.storage),
         cpu_pct: crate::sched::next_quota(vm.id).unwrap_or(0) as u32,
-        net_pct: 0,
+        net_pct: m.map_or(0, |m| m.net_pct),
         vcpus: vm.vcpus.len() as u32,
     }
 }
@@ -126,7 +150,7 @@ fn vm_info(vm: &Vm) -> VmInfo {
     VmInfo {
         handle: vm.id as u32,
         state: vm_state(vm),
-        image: 0,
+        image: lifecycle::managed(vm.id).map_or(0, |m| m.image),
         resources: resources(vm),
         cpu,
         name: Name::new(&vm.name).unwrap_or(Name::EMPTY),
@@ -138,6 +162,7 @@ fn device_info() -> DeviceInfo {
     let (ram_total, ram_free) = (frames.total_bytes(), frames.free_bytes());
     drop(frames);
     let vms = managed_vms();
+    let (disk, storage_total, storage_free, images) = lifecycle::storage_totals();
     DeviceInfo {
         pcpus: crate::arch::cpu_count() as u32,
         mgmt_cpu_pct: boards::BOARD.mgmt_cpu_pct as u32,
@@ -145,12 +170,16 @@ fn device_info() -> DeviceInfo {
         period_us: boards::BOARD.sched_period_us,
         ram_total,
         ram_free,
-        storage_total: 0,
-        storage_free: 0,
-        net_allocated_pct: 0,
+        storage_total,
+        storage_free,
+        net_allocated_pct: vms
+            .iter()
+            .filter_map(|vm| lifecycle::managed(vm.id))
+            .map(|m| m.net_pct)
+            .sum(),
         vms: vms.len() as u32,
-        images: 0,
-        disk: 0,
+        images,
+        disk: disk as u32,
     }
 }
 

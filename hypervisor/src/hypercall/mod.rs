@@ -4,7 +4,10 @@
 //! (pointers through `GuestRam::translate`); a bad argument is an error status for the caller,
 //! never a fault of the hypervisor.
 
+mod lifecycle;
 mod mgmt;
+
+pub use lifecycle::{init as init_lifecycle, restore_from_disk};
 
 use crate::vm::psci_rules::{self, AFFINITY_OFF, AFFINITY_ON, AFFINITY_ON_PENDING};
 use crate::vm::{guest_bytes, Power, StopReason, Vcpu};
@@ -185,7 +188,7 @@ fn psci(vcpu: &Vcpu, x: &mut [u64; 31], call: PsciCall, conduit: Conduit) -> Act
 fn cpu_on(vcpu: &Vcpu, target: u64, entry: u64, context: u64) -> Result<(), PsciStatus> {
     let vm = vcpu.vm;
     let index = psci_rules::vcpu_index(target, vm.vcpus.len())?;
-    if !vm.ram.contains(entry) || !entry.is_multiple_of(4) {
+    if !vm.ram().contains(entry) || !entry.is_multiple_of(4) {
         return Err(PsciStatus::InvalidAddress);
     }
     let mut power = vm.vcpus[index].power.lock();

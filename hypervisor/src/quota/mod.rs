@@ -390,6 +390,54 @@ struct Vm {
     first_period: u64,
 }
 
+/// The most vCPUs a fast lane holds; a physical CPU with more eligible vCPUs has none.
+const LANE_MAX: usize = 8;
+
+/// A vCPU of a lane.
+#[derive(Clone, Copy, Debug)]
+struct LaneMember {
+    /// Index into `Scheduler::vcpus`.
+    vcpu: usize,
+    /// Its VM's slot in the lane.
+    slot: usize,
+    id: VcpuId,
+}
+
+impl Default for LaneMember {
+    fn default() -> Self {
+        LaneMember {
+            vcpu: 0,
+            slot: 0,
+            id: VcpuId::new(0, 0),
+        }
+    }
+}
+
+/// A physical CPU's fast lane: the vCPUs a yield may switch between without a full decision,
+/// valid while nothing but time passes (see `yield_fast`). While it is valid, the budgets of
+/// its VMs on this CPU, their consumption and the vCPUs' run times are checked out into it:
+/// `fold_lanes` puts them back before anything else reads or changes them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lane {
+    /// Runnable here, with budget here, in queue order.
+    members: [LaneMember; LANE_MAX],
+    len: usize,
+    /// Where the running vCPU is in `members`.
+    pos: usize,
+    /// Per VM slot: its index in `vms`, its budget left here, the time it ran since the lane
+    /// was built.
+    vm: [usize; LANE_MAX],
+    rem: [i64; LANE_MAX],
+    consumed: [u64; LANE_MAX],
+    slots: usize,
+    /// Per member: the time it ran since the lane was built.
+    ran: [u64; LANE_MAX],
+    /// The member that was running when the lane was built.
+    first: usize,
+    /// Nothing is due on this CPU before this instant (period end, a wake-up deadline).
+    horizon: u64,
+}
+
 struct Vcpu {
     id: VcpuId,
     /// Index of its VM in `Scheduler::vms`.
@@ -433,6 +481,9 @@ pub struct Scheduler {
     cur: Vec<Option<VcpuId>>,
     pending: Option<Plan>,
     kicks: u64,
+    /// Per physical CPU: its fast lane (see `yield_fast`), valid while its bit is set here.
+    lanes: Vec<Lane>,
+    lanes_valid: u64,
     /// Physical CPUs that have not picked since the last period ended (their last charge for
     /// it may be outstanding, so owed budget is not settled yet).
     unsettled: u64,
@@ -468,6 +519,8 @@ impl Scheduler {
             pending: None,
             kicks: 0,
             unsettled: 0,
+            lanes: vec![Lane::default(); cfg.pcpus],
+            lanes_valid: 0,
         })
     }
 
@@ -477,6 +530,7 @@ impl Scheduler {
 
     /// Begins the first period at `now`.
     pub fn start(&mut self, now: u64) {
+        self.fold_lanes();
         if self.started {
             return;
         }
@@ -520,6 +574,7 @@ impl Scheduler {
     }
 
     fn insert_vm(&mut self, vm: VmId, vcpus: u16, pct: u8) -> Result<(), QuotaError> {
+        self.fold_lanes();
         if vcpus == 0 {
             return Err(QuotaError::NoVcpus(vm));
         }
@@ -578,6 +633,7 @@ impl Scheduler {
 
     /// Removes a VM and its vCPUs now; its share is free at once.
     pub fn remove_vm(&mut self, vm: VmId) -> Result<(), QuotaError> {
+        self.fold_lanes();
         let i = self.find_vm(vm).ok_or(QuotaError::UnknownVm(vm))?;
         let mut pct_all = self.latest_pct();
         let mut current = self.latest_place_per_vm();
@@ -605,6 +661,7 @@ impl Scheduler {
     /// Validates `set` and, if it is valid, puts it in force from the next period, as a whole.
     /// Otherwise nothing changes. Validated against the latest accepted quotas.
     pub fn apply_at_next_period(&mut self, set: &QuotaSet) -> Result<(), QuotaError> {
+        self.fold_lanes();
         let mut pct_all = self.latest_pct();
         for (k, &(vm, pct)) in set.entries().iter().enumerate() {
             if pct > 100 {
@@ -670,6 +727,18 @@ impl Scheduler {
     pub fn stats(&self, vm: VmId, now: u64) -> Option<VmStats> {
         let i = self.find_vm(vm)?;
         let v = &self.vms[i];
+        let mut checked_out = 0;
+        let mut valid = self.lanes_valid;
+        while valid != 0 {
+            let c = valid.trailing_zeros() as usize;
+            valid &= !(1 << c);
+            let lane = &self.lanes[c];
+            for k in 0..lane.slots {
+                if lane.vm[k] == i {
+                    checked_out += lane.consumed[k];
+                }
+            }
+        }
         let mut throttled = v.throttled;
         let mut now_throttled = v.throttled_now;
         for x in self.vcpus.iter().filter(|x| x.vm == i) {
@@ -684,7 +753,7 @@ impl Scheduler {
             vm,
             pct: v.pct,
             share_bp: v.share_bp,
-            consumed: v.consumed,
+            consumed: v.consumed + checked_out,
             throttled,
             throttled_periods: v.throttled_periods + now_throttled as u64,
             periods: self.period_index + 1 - v.first_period,
@@ -693,6 +762,7 @@ impl Scheduler {
 
     /// Off → runnable (PSCI CPU_ON, VM start). Returns the physical CPU to kick.
     pub fn power_on(&mut self, vcpu: VcpuId, now: u64) -> Option<usize> {
+        self.fold_lanes();
         self.advance(now);
         let j = self.find_vcpu(vcpu)?;
         if self.vcpus[j].state != VcpuState::Off {
@@ -705,6 +775,7 @@ impl Scheduler {
 
     /// → off (PSCI CPU_OFF, VM stop or reset). Its physical CPU must pick again if it ran it.
     pub fn power_off(&mut self, vcpu: VcpuId, now: u64) {
+        self.fold_lanes();
         self.advance(now);
         if let Some(j) = self.find_vcpu(vcpu) {
             self.vcpus[j].state = VcpuState::Off;
@@ -717,6 +788,7 @@ impl Scheduler {
     /// The vCPU waits for an interrupt (trapped WFI) from `now`; `wake_at`: when its virtual
     /// timer fires, if armed. Call after `charge`, then `pick`.
     pub fn block(&mut self, vcpu: VcpuId, now: u64, wake_at: Option<u64>) {
+        self.fold_lanes();
         self.advance(now);
         let Some(j) = self.find_vcpu(vcpu) else {
             return;
@@ -747,6 +819,7 @@ impl Scheduler {
         if !matches!(self.vcpus[j].state, VcpuState::Blocked { .. }) {
             return None;
         }
+        self.fold_lanes();
         self.vcpus[j].state = VcpuState::Runnable;
         self.vcpus[j].boosted_at = Some(now);
         self.retally(j, now);
@@ -766,6 +839,7 @@ impl Scheduler {
     }
 
     fn pick_inner(&mut self, pcpu: usize, now: u64, yielded: bool) -> Decision {
+        self.fold_lanes();
         if !self.started || pcpu >= self.cfg.pcpus {
             return Decision {
                 run: None,
@@ -810,7 +884,137 @@ impl Scheduler {
         }
         let kick = self.kicks & !(1 << pcpu);
         self.kicks = 0;
+        if let Some(j) = chosen {
+            self.build_lane(pcpu, j);
+        }
         Decision { run, until, kick }
+    }
+
+    /// After a full decision for `pcpu` that chose `chosen`: the vCPUs a yield may switch
+    /// between until something happens (see `yield_fast`), if that set is simple enough.
+    fn build_lane(&mut self, pcpu: usize, chosen: usize) {
+        debug_assert_eq!(self.lanes_valid & (1 << pcpu), 0);
+        if self.pending.is_some() || pcpu >= MAX_PCPUS {
+            return;
+        }
+        let mut lane = Lane {
+            horizon: self.period_end,
+            ..Lane::default()
+        };
+        for &j in &self.queues[pcpu] {
+            let x = &self.vcpus[j];
+            match x.state {
+                VcpuState::Runnable => {
+                    // A vCPU woken and waiting for its turn must be chosen first: full path.
+                    if x.boosted_at.is_some() {
+                        return;
+                    }
+                    let rem = self.vms[x.vm].lease[pcpu].rem;
+                    if (j == chosen || x.on_cpu.is_none()) && rem > 0 {
+                        if lane.len == LANE_MAX {
+                            return;
+                        }
+                        let slot = match lane.vm[..lane.slots].iter().position(|&v| v == x.vm) {
+                            Some(k) => k,
+                            None => {
+                                let k = lane.slots;
+                                lane.vm[k] = x.vm;
+                                lane.rem[k] = rem;
+                                lane.slots += 1;
+                                k
+                            }
+                        };
+                        if j == chosen {
+                            lane.pos = lane.len;
+                            lane.first = lane.len;
+                        }
+                        lane.members[lane.len] = LaneMember {
+                            vcpu: j,
+                            slot,
+                            id: x.id,
+                        };
+                        lane.len += 1;
+                    }
+                }
+                VcpuState::Blocked { wake_at: Some(d) } => lane.horizon = lane.horizon.min(d),
+                _ => {}
+            }
+        }
+        self.lanes[pcpu] = lane;
+        self.lanes_valid |= 1 << pcpu;
+    }
+
+    /// Puts what every valid lane checked out back (budgets, consumption, run times, which
+    /// vCPU runs) and invalidates them.
+    fn fold_lanes(&mut self) {
+        while self.lanes_valid != 0 {
+            let c = self.lanes_valid.trailing_zeros() as usize;
+            self.lanes_valid &= !(1 << c);
+            let lane = self.lanes[c];
+            for k in 0..lane.slots {
+                let vm = &mut self.vms[lane.vm[k]];
+                vm.lease[c].rem = lane.rem[k];
+                vm.consumed += lane.consumed[k];
+            }
+            for i in 0..lane.len {
+                let m = lane.members[i];
+                self.vcpus[m.vcpu].ran += lane.ran[i];
+            }
+            if lane.pos != lane.first {
+                let was = lane.members[lane.first];
+                let now = lane.members[lane.pos];
+                self.vcpus[was.vcpu].on_cpu = None;
+                self.vcpus[now.vcpu].on_cpu = Some(c);
+                self.cur[c] = Some(now.id);
+            }
+        }
+    }
+
+    /// The fast path of a yield (docs/scheduler.md, "Switch cost"): the vCPU running on
+    /// `pcpu` since `from` gives the CPU up at `now`. If nothing but time passed since this
+    /// CPU's last full decision (no wake-up, block, power or configuration change, no period
+    /// end or deadline due) and the yielder keeps budget, it is charged exactly and the next
+    /// vCPU of the lane runs, in O(1). Otherwise `None`, and nothing changed: the caller makes
+    /// the full `charge` and `pick_after_yield`.
+    pub fn yield_fast(&mut self, pcpu: usize, from: u64, now: u64) -> Option<Decision> {
+        if pcpu >= MAX_PCPUS || self.lanes_valid & (1 << pcpu) == 0 {
+            return None;
+        }
+        let lane = self.lanes.get_mut(pcpu)?;
+        if now >= lane.horizon || now < from {
+            return None;
+        }
+        let dt = now - from;
+        let pos = lane.pos % LANE_MAX;
+        let len = lane.len.min(LANE_MAX);
+        let me = lane.members[pos];
+        let slot = me.slot % LANE_MAX;
+        if lane.rem[slot] <= dt as i64 {
+            return None;
+        }
+        // Charged as `charge` would: within the period, budget left, nobody's throttling
+        // state changes.
+        lane.rem[slot] -= dt as i64;
+        lane.consumed[slot] += dt;
+        lane.ran[pos] += dt;
+        // The next member with budget after the yielder, in turn; the yielder if none.
+        let mut next = pos;
+        let mut k = pos;
+        for _ in 1..len {
+            k = if k + 1 >= len { 0 } else { k + 1 };
+            if lane.rem[lane.members[k].slot % LANE_MAX] > 0 {
+                next = k;
+                break;
+            }
+        }
+        lane.pos = next;
+        let m = lane.members[next];
+        let rem = lane.rem[m.slot % LANE_MAX] as u64;
+        Some(Decision {
+            run: Some(m.id),
+            until: lane.horizon.min(now.saturating_add(rem)),
+            kick: 0,
+        })
     }
 
     /// `vcpu` ran from `from` to `to`: charge its VM's budget and accounts.
@@ -818,6 +1022,7 @@ impl Scheduler {
         if !self.started || to <= from {
             return;
         }
+        self.fold_lanes();
         let Some(j) = self.find_vcpu(vcpu) else {
             return;
         };
@@ -893,6 +1098,7 @@ impl Scheduler {
     /// Closes the current period and opens the next: accounting, pending configuration,
     /// refill.
     fn rollover(&mut self) {
+        self.fold_lanes();
         let end = self.period_end;
         for j in 0..self.vcpus.len() {
             if let Some(t) = self.vcpus[j].throttled_since.take() {
@@ -1292,6 +1498,7 @@ impl Scheduler {
     }
 
     fn commit(&mut self, plan: Plan) {
+        self.fold_lanes();
         if self.started {
             self.pending = Some(plan);
         } else {
@@ -1323,6 +1530,7 @@ impl Scheduler {
     }
 
     fn rebuild(&mut self) {
+        self.fold_lanes();
         for q in &mut self.queues {
             q.clear();
         }

@@ -1143,3 +1143,111 @@ fn a_yield_hands_the_cpu_to_another_runnable_vcpu_and_only_then_back() {
     s.block(first, 30, None);
     assert_eq!(s.pick_after_yield(0, 30).run, Some(other));
 }
+
+/// Yields at pseudo-random instants, through the fast lane when it applies: shares in every
+/// 100 ms window stay within the bound, and the accounting matches the intervals run.
+#[test]
+fn yields_through_the_fast_lane_keep_shares_and_accounting_exact() {
+    for pcpus in [1usize, 2] {
+        let mut s = Scheduler::new(Config::new(pcpus, PERIOD)).unwrap();
+        let pcts = [(1u16, 50u32), (2, 30), (3, 20)];
+        for &(vm, pct) in &pcts {
+            s.add_vm(vm, 1, pct).unwrap();
+        }
+        s.start(0);
+        for &(vm, _) in &pcts {
+            s.power_on(VcpuId::new(vm, 0), 0);
+        }
+        let mut rng = 0x1234_5678_u64;
+        let mut next_rand = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let end = 10 * WINDOW;
+        let mut log: BTreeMap<VmId, Vec<(u64, u64)>> = BTreeMap::new();
+        let mut fast = 0u64;
+        // Per CPU: since when it runs what, the decision, and when its vCPU will yield. The
+        // CPU with the earliest event goes next, so time only moves forward.
+        let mut cpus: Vec<(u64, Decision, u64)> = (0..pcpus)
+            .map(|c| {
+                let d = s.pick(c, 0);
+                (0, d, 10 * US + next_rand() % (490 * US))
+            })
+            .collect();
+        loop {
+            let (cpu, t) = cpus
+                .iter()
+                .enumerate()
+                .map(|(c, &(_, d, y))| {
+                    (
+                        c,
+                        if d.run.is_some() {
+                            y.min(d.until)
+                        } else {
+                            d.until
+                        },
+                    )
+                })
+                .min_by_key(|&(_, t)| t)
+                .unwrap();
+            if t >= end {
+                break;
+            }
+            let (now, d, yield_at) = cpus[cpu];
+            let next = match d.run {
+                None => s.pick(cpu, t),
+                Some(run) => {
+                    log.entry(run.vm).or_default().push((now, t));
+                    if t == yield_at && t < d.until {
+                        match s.yield_fast(cpu, now, t) {
+                            Some(fd) => {
+                                fast += 1;
+                                fd
+                            }
+                            None => {
+                                s.charge(run, now, t);
+                                s.pick_after_yield(cpu, t)
+                            }
+                        }
+                    } else {
+                        s.charge(run, now, t);
+                        s.pick(cpu, t)
+                    }
+                }
+            };
+            let y = if t == yield_at || d.run.is_none() || next.run != d.run {
+                t + 10 * US + next_rand() % (490 * US)
+            } else {
+                yield_at
+            };
+            cpus[cpu] = (t, next, y);
+        }
+        // What still runs at the end.
+        for &(now, d, _) in &cpus {
+            if let Some(run) = d.run {
+                log.entry(run.vm).or_default().push((now, end));
+                s.charge(run, now, end);
+            }
+        }
+        assert!(fast > 1000, "the fast lane was used {fast} times");
+        for &(vm, pct) in &pcts {
+            let runs = &log[&vm];
+            let total: u64 = runs.iter().map(|(a, b)| b - a).sum();
+            assert_eq!(s.stats(vm, end).unwrap().consumed, total, "VM {vm}");
+            for w in 0..10 {
+                let (ws, we) = (w * WINDOW, (w + 1) * WINDOW);
+                let got: u64 = runs
+                    .iter()
+                    .map(|&(a, b)| b.min(we).saturating_sub(a.max(ws)))
+                    .sum();
+                let share = got as f64 * 100.0 / (WINDOW * pcpus as u64) as f64;
+                assert!(
+                    (share - pct as f64).abs() <= 0.5,
+                    "{pcpus} CPUs, VM {vm}, window {w}: {share:.3}% for {pct}%"
+                );
+            }
+        }
+    }
+}

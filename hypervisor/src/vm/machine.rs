@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use bootbundle::VmSpec;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// SPSR_EL2 for a vCPU's first instruction: EL1h (M = 0b0101) with D, A, I and F masked
@@ -140,7 +140,7 @@ impl Vcpu {
 }
 
 /// A VM's stage-2 tables. Only the VM's own release path touches them after creation.
-struct Stage2(PageTable<FrameTables>);
+pub(super) struct Stage2(pub(super) PageTable<FrameTables>);
 
 // SAFETY: the tables are plain memory owned by this VM; access is serialised by the VM's lock.
 unsafe impl Send for Stage2 {}
@@ -151,6 +151,10 @@ pub enum StopReason {
     Fault,
     CpuOff,
     Error,
+    /// Powered off by the management VM.
+    PowerOff,
+    /// Deleted by the management VM.
+    Deleted,
 }
 
 impl StopReason {
@@ -160,6 +164,8 @@ impl StopReason {
             StopReason::Fault => "fault",
             StopReason::CpuOff => "cpu-off",
             StopReason::Error => "error",
+            StopReason::PowerOff => "power-off",
+            StopReason::Deleted => "deleted",
         }
     }
 }
@@ -175,19 +181,24 @@ pub enum VmState {
     Stopped(StopReason),
     /// Its RAM is being zeroed and returned (by exactly one physical CPU).
     Releasing(StopReason),
-    /// Stopped and its RAM zeroed and returned.
+    /// Stopped and its RAM zeroed and returned: powered off.
     Released(StopReason),
+    /// Being suspended: its vCPUs leave their physical CPUs, then its RAM goes to disk.
+    Suspending,
+    /// Suspended: its RAM is on disk and returned, its vCPU and device state kept.
+    Suspended,
 }
 
 pub struct Vm {
     pub id: usize,
     pub name: heapless::String<32>,
     pub vmid: u16,
-    pub ram: GuestRam,
-    pub stage2_root: u64,
-    stage2: Mutex<Option<Stage2>>,
+    /// Its RAM and stage-2 root: replaced only while none of its vCPUs can be loaded (powered
+    /// off or suspended, under the life-cycle lock), see `ram` and `lifecycle`.
+    mem: UnsafeCell<Memory>,
+    pub(super) stage2: Mutex<Option<Stage2>>,
     pub vcpus: Vec<&'static Vcpu>,
-    state: Mutex<VmState>,
+    pub(super) state: Mutex<VmState>,
     /// `state == Running`, readable without the lock: checked on every guest exit.
     running: AtomicBool,
     /// vCPUs currently loaded on a physical CPU.
@@ -198,7 +209,9 @@ pub struct Vm {
     pub management: bool,
     /// CNTVOFF_EL2: the physical count when the VM was created, so its virtual clock starts
     /// near zero.
-    pub cntvoff: u64,
+    pub cntvoff: AtomicU64,
+    /// While suspended: its virtual count when it stopped (resume continues from there).
+    pub(super) suspended_vcount: AtomicU64,
     pub start_after: Option<usize>,
     pub entry: u64,
     pub dtb_ipa: u64,
@@ -206,10 +219,23 @@ pub struct Vm {
     pub platform: Option<Platform>,
     /// Where the image, initrd and device tree go in RAM.
     layout: GuestLayout,
-    /// The bundle entry, kept for SYSTEM_RESET.
-    spec: VmSpec<'static>,
+    /// The bundle entry (or the image store's, with the image read into memory), kept for
+    /// SYSTEM_RESET and power on.
+    pub(super) spec: VmSpec<'static>,
     dtb: Vec<u8>,
 }
+
+/// Where a VM's RAM is and the stage-2 tables that map it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Memory {
+    pub ram: GuestRam,
+    pub stage2_root: u64,
+}
+
+// SAFETY: `mem` is only written while no vCPU of the VM can be loaded and under the
+// life-cycle lock (`lifecycle`), and read by its vCPUs (which cannot run then) and by the
+// holders of that lock; every other field is immutable, atomic or behind a lock.
+unsafe impl Sync for Vm {}
 
 #[derive(Debug)]
 pub enum CreateError {
@@ -219,6 +245,8 @@ pub enum CreateError {
     DeviceTree,
     DtbDoesNotFit,
     TooManyVms,
+    /// Not in a state that allows the operation.
+    WrongState,
 }
 
 impl fmt::Display for CreateError {
@@ -230,12 +258,13 @@ impl fmt::Display for CreateError {
             CreateError::DeviceTree => write!(f, "cannot build the guest device tree"),
             CreateError::DtbDoesNotFit => write!(f, "no room for the device tree in RAM"),
             CreateError::TooManyVms => write!(f, "too many VMs"),
+            CreateError::WrongState => write!(f, "not in a state that allows it"),
         }
     }
 }
 
 /// Guest RAM through the identity map.
-fn ram_bytes(pa: u64, len: u64) -> &'static mut [u8] {
+pub(super) fn ram_bytes(pa: u64, len: u64) -> &'static mut [u8] {
     // SAFETY: `pa..pa+len` is RAM owned by one VM, mapped read-write at EL2 by the identity
     // map; the hypervisor accesses it only when loading, resetting or releasing that VM, or
     // to copy hypercall buffers that `GuestRam::translate` validated.
@@ -248,13 +277,13 @@ pub fn guest_page(vm: &Vm, ipa: u64) -> Option<&'static mut [u8]> {
     if !ipa.is_multiple_of(4096) {
         return None;
     }
-    let pa = vm.ram.translate(ipa, 4096).ok()?;
+    let pa = vm.ram().translate(ipa, 4096).ok()?;
     Some(ram_bytes(pa, 4096))
 }
 
 /// Copies `len` bytes of guest memory at `ipa` out, if they are all the VM's RAM.
 pub fn guest_bytes(vm: &Vm, ipa: u64, len: u64) -> Option<&'static [u8]> {
-    let pa = vm.ram.translate(ipa, len).ok()?;
+    let pa = vm.ram().translate(ipa, len).ok()?;
     Some(ram_bytes(pa, len))
 }
 
@@ -264,6 +293,19 @@ impl Vm {
     /// registers it with the scheduler, then powers vCPU 0 on with `power_on_boot_vcpu`). On
     /// any error, everything allocated so far is released.
     pub fn create(id: usize, spec: VmSpec<'static>) -> Result<&'static Vm, CreateError> {
+        Self::build(id, spec, true)
+    }
+
+    /// As `create`, but powered off: no RAM is allocated until it is powered on (a VM
+    /// restored from its disk record at boot).
+    pub fn create_powered_off(
+        id: usize,
+        spec: VmSpec<'static>,
+    ) -> Result<&'static Vm, CreateError> {
+        Self::build(id, spec, false)
+    }
+
+    fn build(id: usize, spec: VmSpec<'static>, allocate: bool) -> Result<&'static Vm, CreateError> {
         let vmid = u16::try_from(id).map_err(|_| CreateError::TooManyVms)?;
         // Everything about the image is checked before anything is allocated.
         let layout = if spec.flags.elf() {
@@ -289,74 +331,48 @@ impl Vm {
         if dtb.len() as u64 > layout.dtb_max {
             return Err(CreateError::DtbDoesNotFit);
         }
-        let pa = {
-            let mut frames = crate::memory::FRAMES.lock();
-            match spec.fixed_pa {
-                Some(pa) => frames.alloc_at(pa, spec.ram_size).map(|_| pa),
-                None => frames.alloc_contiguous(spec.ram_size, RAM_ALIGN),
-            }
-            .map_err(CreateError::NoMemory)?
-        };
-        let ram = GuestRam {
-            ipa: spec.ipa_base,
-            pa,
-            size: spec.ram_size,
-        };
-        let release_ram = || {
-            ram_bytes(pa, spec.ram_size).fill(0);
-            let _ = crate::memory::FRAMES.lock().free(pa, spec.ram_size);
-        };
-        let mut stage2 = match PageTable::new(Stage::Stage2, FrameTables) {
-            Ok(t) => t,
-            Err(e) => {
-                release_ram();
-                return Err(CreateError::Stage2(e));
-            }
-        };
-        let rwx = Attributes {
-            memory: MemoryType::Normal,
-            read: true,
-            write: true,
-            execute: true,
-        };
-        let mut mapped = stage2.map(ram.ipa, ram.pa, ram.size, rwx);
-        // With a GICv2, the guest's CPU interface is the hardware's virtual CPU interface
-        // (GICV), mapped at the guest's GICC address: the only device it touches directly.
-        if let (Ok(()), true, Some(gicv)) = (&mapped, with_platform, crate::arch::gicv_frame()) {
-            let device = Attributes {
-                memory: MemoryType::Device,
-                read: true,
-                write: true,
-                execute: false,
+        let (mem, stage2) = if allocate {
+            let (ram, stage2) =
+                allocate_memory(spec.ipa_base, spec.ram_size, spec.fixed_pa, with_platform)?;
+            let stage2_root = stage2.root_address();
+            (Memory { ram, stage2_root }, Some(Stage2(stage2)))
+        } else {
+            let ram = GuestRam {
+                ipa: spec.ipa_base,
+                pa: 0,
+                size: spec.ram_size,
             };
-            mapped = stage2.map(crate::vgic::GICC_BASE, gicv, crate::vgic::GICC_SIZE, device);
-        }
-        if let Err(e) = mapped {
-            stage2.destroy();
-            release_ram();
-            return Err(CreateError::Stage2(e));
-        }
-        let stage2_root = stage2.root_address();
+            (
+                Memory {
+                    ram,
+                    stage2_root: 0,
+                },
+                None,
+            )
+        };
+        let initial = if !allocate {
+            VmState::Released(StopReason::PowerOff)
+        } else if spec.start_after.is_some() {
+            VmState::Held
+        } else {
+            VmState::Running
+        };
 
         let vm: &'static mut Vm = Box::leak(Box::new(Vm {
             id,
             name: heapless::String::try_from(spec.name).unwrap_or_default(),
             vmid,
-            ram,
-            stage2_root,
-            stage2: Mutex::new(Some(Stage2(stage2))),
+            mem: UnsafeCell::new(mem),
+            stage2: Mutex::new(stage2),
             vcpus: Vec::new(),
-            state: Mutex::new(if spec.start_after.is_some() {
-                VmState::Held
-            } else {
-                VmState::Running
-            }),
-            running: AtomicBool::new(spec.start_after.is_none()),
+            state: Mutex::new(initial),
+            running: AtomicBool::new(initial == VmState::Running),
             loaded: AtomicU32::new(0),
             console: Mutex::new(LineBuffer::new()),
             pmu: spec.flags.pmu(),
             management: spec.flags.management(),
-            cntvoff: crate::arch::physical_count(),
+            cntvoff: AtomicU64::new(crate::arch::physical_count()),
+            suspended_vcount: AtomicU64::new(0),
             start_after: spec.start_after,
             entry: spec.ipa_base + layout.entry_offset,
             dtb_ipa: spec.ipa_base + layout.dtb_offset,
@@ -387,17 +403,19 @@ impl Vm {
             }));
             vm.vcpus.push(vcpu);
         }
-        vm.load_image();
+        if allocate {
+            vm.load_image();
+        }
         Ok(vm_ref)
     }
 
     /// Copies the image, the initrd and the device tree into (zeroed) RAM, where the layout
     /// says.
-    fn load_image(&self) {
-        let ram = ram_bytes(self.ram.pa, self.ram.size);
+    pub(super) fn load_image(&self) {
+        let ram = ram_bytes(self.ram().pa, self.ram().size);
         if self.spec.flags.elf() {
             // Each segment's file bytes (`.bss` is the zeroed RAM). `plan_elf` accepted them.
-            if let Err(e) = layout::load_elf(ram, self.ram.ipa, self.spec.image) {
+            if let Err(e) = layout::load_elf(ram, self.ram().ipa, self.spec.image) {
                 log::error!("VM {}: loading its ELF image: {e}", self.name);
             }
         } else {
@@ -411,7 +429,7 @@ impl Vm {
         ram[dtb_off..dtb_off + self.dtb.len()].copy_from_slice(&self.dtb);
         // The guest starts with its MMU and caches off: make the image visible to
         // non-cacheable fetches and loads.
-        crate::arch::clean_dcache_range(self.ram.pa, self.ram.size);
+        crate::arch::clean_dcache_range(self.ram().pa, self.ram().size);
     }
 
     /// Marks vCPU 0 to start at the image's entry point with `x0` = the device tree.
@@ -421,6 +439,34 @@ impl Vm {
             context: self.dtb_ipa,
         };
         crate::sched::vcpu_powered_on(self.vcpus[0]);
+    }
+
+    /// CNTVOFF_EL2 for its vCPUs.
+    #[inline]
+    pub fn cntvoff(&self) -> u64 {
+        self.cntvoff.load(Ordering::Relaxed)
+    }
+
+    /// Its RAM (valid while it is not powered off or suspended).
+    #[inline]
+    pub fn ram(&self) -> GuestRam {
+        // SAFETY: see `mem`: not written while anything that can call this runs.
+        unsafe { (*self.mem.get()).ram }
+    }
+
+    /// The root of its stage-2 tables (for VTTBR_EL2).
+    #[inline]
+    pub fn stage2_root(&self) -> u64 {
+        // SAFETY: as for `ram`.
+        unsafe { (*self.mem.get()).stage2_root }
+    }
+
+    /// Installs new RAM and stage-2 tables (power on, resume).
+    ///
+    /// # Safety
+    /// No vCPU of the VM may be loaded or runnable, and the caller holds the life-cycle lock.
+    pub(super) unsafe fn set_memory(&self, mem: Memory) {
+        unsafe { *self.mem.get() = mem };
     }
 
     pub fn state(&self) -> VmState {
@@ -433,7 +479,7 @@ impl Vm {
     }
 
     /// Changes the state; the only writer of `state` and `running`.
-    fn set_state(&self, state: &mut spin::MutexGuard<VmState>, new: VmState) {
+    pub(super) fn set_state(&self, state: &mut spin::MutexGuard<VmState>, new: VmState) {
         **state = new;
         self.running
             .store(new == VmState::Running, Ordering::Release);
@@ -455,9 +501,11 @@ impl Vm {
         {
             let mut state = self.state.lock();
             match *state {
-                VmState::Running | VmState::Held | VmState::Resetting => {
+                VmState::Running | VmState::Held | VmState::Resetting | VmState::Suspending => {
                     self.set_state(&mut state, VmState::Stopped(reason))
                 }
+                // Nothing to release: its RAM is on disk.
+                VmState::Suspended => self.set_state(&mut state, VmState::Released(reason)),
                 VmState::Stopped(_) | VmState::Releasing(_) | VmState::Released(_) => return,
             }
         }
@@ -503,7 +551,7 @@ impl Vm {
                 self.set_state(&mut state, VmState::Released(reason));
             }
             VmState::Resetting => {
-                ram_bytes(self.ram.pa, self.ram.size).fill(0);
+                ram_bytes(self.ram().pa, self.ram().size).fill(0);
                 if let Some(p) = &self.platform {
                     p.reset();
                 }
@@ -518,25 +566,82 @@ impl Vm {
     }
 
     /// Zeroes the RAM, returns it to the frame allocator and forgets the VM's TLB entries.
-    fn release(&self) {
-        ram_bytes(self.ram.pa, self.ram.size).fill(0);
-        crate::arch::clean_dcache_range(self.ram.pa, self.ram.size);
-        crate::arch::invalidate_vm_tlb(self.vmid, self.stage2_root);
+    pub(super) fn release(&self) {
+        ram_bytes(self.ram().pa, self.ram().size).fill(0);
+        crate::arch::clean_dcache_range(self.ram().pa, self.ram().size);
+        crate::arch::invalidate_vm_tlb(self.vmid, self.stage2_root());
         if let Some(Stage2(tables)) = self.stage2.lock().take() {
             tables.destroy();
         }
         if let Err(e) = crate::memory::FRAMES
             .lock()
-            .free(self.ram.pa, self.ram.size)
+            .free(self.ram().pa, self.ram().size)
         {
             log::error!("VM {}: freeing its RAM failed: {e:?}", self.name);
         }
         log::info!(
             "VM {} released {} KiB of RAM (zeroed)",
             self.name,
-            self.ram.size >> 10
+            self.ram().size >> 10
         );
     }
+}
+
+/// Allocates `size` bytes of RAM (at `fixed_pa` if given) and stage-2 tables mapping it at
+/// `ipa` (and, with a GICv2 platform, the GICV frame). Everything is released on error.
+pub(super) fn allocate_memory(
+    ipa: u64,
+    size: u64,
+    fixed_pa: Option<u64>,
+    with_platform: bool,
+) -> Result<(GuestRam, PageTable<FrameTables>), CreateError> {
+    if crate::vm::lifecycle::fault_hit(abi::mgmt::FaultPoint::RamAlloc) {
+        return Err(CreateError::NoMemory(FrameError::OutOfMemory));
+    }
+    let pa = {
+        let mut frames = crate::memory::FRAMES.lock();
+        match fixed_pa {
+            Some(pa) => frames.alloc_at(pa, size).map(|_| pa),
+            None => frames.alloc_contiguous(size, RAM_ALIGN),
+        }
+        .map_err(CreateError::NoMemory)?
+    };
+    let ram = GuestRam { ipa, pa, size };
+    let release_ram = || {
+        ram_bytes(pa, size).fill(0);
+        let _ = crate::memory::FRAMES.lock().free(pa, size);
+    };
+    let mut stage2 = match PageTable::new(Stage::Stage2, FrameTables) {
+        Ok(t) => t,
+        Err(e) => {
+            release_ram();
+            return Err(CreateError::Stage2(e));
+        }
+    };
+    let rwx = Attributes {
+        memory: MemoryType::Normal,
+        read: true,
+        write: true,
+        execute: true,
+    };
+    let mut mapped = stage2.map(ram.ipa, ram.pa, ram.size, rwx);
+    // With a GICv2, the guest's CPU interface is the hardware's virtual CPU interface
+    // (GICV), mapped at the guest's GICC address: the only device it touches directly.
+    if let (Ok(()), true, Some(gicv)) = (&mapped, with_platform, crate::arch::gicv_frame()) {
+        let device = Attributes {
+            memory: MemoryType::Device,
+            read: true,
+            write: true,
+            execute: false,
+        };
+        mapped = stage2.map(crate::vgic::GICC_BASE, gicv, crate::vgic::GICC_SIZE, device);
+    }
+    if let Err(e) = mapped {
+        stage2.destroy();
+        release_ram();
+        return Err(CreateError::Stage2(e));
+    }
+    Ok((ram, stage2))
 }
 
 fn build_dtb(spec: &VmSpec, layout: &GuestLayout, platform: bool) -> Result<Vec<u8>, CreateError> {

@@ -11,7 +11,11 @@ pub mod psci_rules;
 pub mod ram;
 
 #[cfg(target_os = "none")]
+pub mod lifecycle;
+#[cfg(target_os = "none")]
 mod machine;
+#[cfg(target_os = "none")]
+pub mod management;
 #[cfg(target_os = "none")]
 pub mod platform;
 #[cfg(target_os = "none")]

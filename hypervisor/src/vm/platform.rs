@@ -65,7 +65,11 @@ impl Platform {
     fn new_uart() -> Uart {
         let mut model = Pl011::new();
         model.set_tx_credit(CONSOLE_BURST_BYTES);
-        Uart { model, line: false }
+        Uart {
+            model,
+            backlog: heapless::Deque::new(),
+            line: false,
+        }
     }
 
     /// Back to the power-on state (SYSTEM_RESET).
@@ -111,8 +115,14 @@ impl Platform {
 }
 
 /// A VM's PL011 and the level its interrupt line last had in the vGIC.
+/// Console input waiting for room in a VM's receive FIFO: what a script or a paste sends
+/// faster than the guest reads is kept, not dropped.
+pub const INPUT_BACKLOG: usize = 4096;
+
 pub struct Uart {
     pub model: Pl011,
+    /// Input bytes the FIFO had no room for, oldest first (moved in as the guest reads).
+    backlog: heapless::Deque<u8, INPUT_BACKLOG>,
     /// What the vGIC model was last told of the line (`update_line`): most accesses (a
     /// console character is two, FR then DR) leave the level as it was, and then the vGIC is
     /// not involved at all.
@@ -120,6 +130,15 @@ pub struct Uart {
 }
 
 impl Uart {
+    /// Moves backlog bytes into the receive FIFO while it has room.
+    fn drain_backlog(&mut self) {
+        while !self.backlog.is_empty() && self.model.can_accept_input() {
+            if let Some(b) = self.backlog.pop_front() {
+                self.model.push_input(b);
+            }
+        }
+    }
+
     /// Tells the vGIC the line's level if it changed; returns whom to kick. Called with the
     /// UART locked, so that the vGIC sees the levels in the order the UART had them (the lock
     /// order is UART, then vGIC; nothing takes them the other way).
@@ -218,6 +237,7 @@ fn uart_access(
             .read(offset, a.size)
             .map_err(|_| "bad PL011 access")?;
         a.complete_read(x, v as u64);
+        uart.drain_backlog();
     }
     Ok(uart.update_line(&p.vgic))
 }
@@ -251,7 +271,10 @@ pub fn console_input(vm: &Vm, byte: u8) {
     };
     let effects = {
         let mut uart = p.uart.lock();
-        uart.model.push_input(byte);
+        if uart.backlog.push_back(byte).is_err() {
+            log::warn!("VM {}: console input backlog full, byte dropped", vm.name);
+        }
+        uart.drain_backlog();
         uart.update_line(&p.vgic)
     };
     kick(vm, effects);

@@ -144,6 +144,10 @@ pub fn build_el2_map(hw: &HwInfo, cpus: usize) -> Result<(), MapError> {
         let (start, size) = page_round(d);
         pt.map(start, start, size, DEVICE)?;
     }
+    // The virtio-mmio transports (the disk, `storage/`): their pages, merged into runs.
+    for w in hw.virtio_mmio_windows() {
+        pt.map(w.base, w.base, w.size, DEVICE)?;
+    }
     EL2_ROOT.call_once(|| pt.root_address());
     Ok(())
 }

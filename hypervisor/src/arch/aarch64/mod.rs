@@ -235,10 +235,10 @@ pub unsafe fn load_vcpu(vcpu: &Vcpu) {
     let vm = vcpu.vm;
     // SAFETY: the caller guarantees exclusive access to this vCPU's context.
     let ctx = unsafe { vcpu.ctx() };
-    VTTBR_EL2.set(vm.stage2_root | ((vm.vmid as u64) << 48));
+    VTTBR_EL2.set(vm.stage2_root() | ((vm.vmid as u64) << 48));
     // VMPIDR_EL2: bit 31 is RES1; Aff0 is the vCPU index (docs/architecture.md).
     VMPIDR_EL2.set((1 << 31) | vcpu.index as u64);
-    CNTVOFF_EL2.set(vm.cntvoff);
+    CNTVOFF_EL2.set(vm.cntvoff());
     traps::set_pmu_access(vm.pmu);
     ctx.sys.load();
     // FP/SIMD and the pointer authentication keys are switched at their first use
@@ -376,6 +376,7 @@ pub fn wait_for_event() {
 
 /// If another CPU asked (it wants to run a vCPU whose lazily switched state this CPU's
 /// registers hold), saves that state to the vCPUs' contexts.
+#[inline]
 pub fn serve_flush_request() {
     if percpu::current().take_flush() {
         context::flush_lazy_state();
@@ -385,7 +386,18 @@ pub fn serve_flush_request() {
 /// Waits until `vcpu`, handed to this CPU (`me`) by the scheduler, is loaded on no other CPU
 /// and no other CPU's registers hold any of its state, asking that CPU to flush it. Serves
 /// such requests from other CPUs meanwhile, so two CPUs exchanging vCPUs cannot deadlock.
+#[inline]
 pub fn take_vcpu(vcpu: &Vcpu, me: usize) {
+    // The usual case: it was last on this CPU, or flushed, and is loaded nowhere.
+    let home = vcpu.lazy_home.load(Ordering::Acquire);
+    if !vcpu.is_loaded() && (home == crate::vm::NO_CPU || home == me) {
+        return;
+    }
+    take_vcpu_slow(vcpu, me)
+}
+
+#[cold]
+fn take_vcpu_slow(vcpu: &Vcpu, me: usize) {
     let mut asked = crate::vm::NO_CPU;
     loop {
         serve_flush_request();
@@ -395,6 +407,28 @@ pub fn take_vcpu(vcpu: &Vcpu, me: usize) {
             return;
         }
         if elsewhere && asked != home {
+            percpu::get(home).request_flush();
+            kick_cpu(home);
+            asked = home;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Makes sure no CPU's registers hold any of `vcpu`'s state (it is loaded nowhere): flushes
+/// this CPU's, or asks the CPU that has it and waits.
+pub fn reclaim_lazy_state(vcpu: &Vcpu) {
+    let me = percpu::current().index();
+    let mut asked = crate::vm::NO_CPU;
+    loop {
+        serve_flush_request();
+        let home = vcpu.lazy_home.load(Ordering::Acquire);
+        if home == crate::vm::NO_CPU {
+            return;
+        }
+        if home == me {
+            context::flush_lazy_state();
+        } else if asked != home {
             percpu::get(home).request_flush();
             kick_cpu(home);
             asked = home;

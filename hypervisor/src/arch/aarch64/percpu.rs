@@ -139,7 +139,7 @@ impl PerCpu {
 
     /// Whether a flush was requested since the last call.
     pub fn take_flush(&self) -> bool {
-        self.flush.swap(false, Ordering::AcqRel)
+        self.flush.load(Ordering::Relaxed) && self.flush.swap(false, Ordering::AcqRel)
     }
 
     /// This CPU's scheduler state.
