@@ -17,7 +17,7 @@ use crate::bytes::{check_seal, get_u32, get_u64, put_u32, put_u64, seal, CRC_AT}
 use crate::{Extent, RecordError, IMAGE_SLOTS, POOL_ALIGN, SECTOR_SIZE, VM_SLOTS};
 
 pub const MAGIC: [u8; 8] = *b"HV-DISK\0";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Where [`Superblock::standard`] puts the areas (sectors).
 pub const IMAGE_TABLE_START: u64 = 8;
@@ -254,10 +254,10 @@ mod tests {
             Err(SuperblockError::Checksum { .. })
         ));
         let mut b = sb.encode();
-        put_u32(&mut b, 8, 2);
+        put_u32(&mut b, 8, 1);
         assert_eq!(
             Superblock::decode(&b),
-            Err(SuperblockError::UnsupportedVersion(2))
+            Err(SuperblockError::UnsupportedVersion(1))
         );
     }
 

@@ -19,9 +19,9 @@ use crate::extent::sectors_for;
 use crate::{Extent, Name, RecordError, Resources, Slot, VmState, SECTOR_BYTES, SECTOR_SIZE};
 
 pub const TAG: [u8; 4] = *b"HVVM";
-/// The page at the start of a suspend area that holds the vCPU and device state; the RAM
-/// follows it.
-pub const SUSPEND_HEADER_BYTES: u64 = 4096;
+/// The header at the start of a suspend area that holds the vCPU and device state (up to 8
+/// vCPUs and the vGIC fit with room to spare); the RAM follows it.
+pub const SUSPEND_HEADER_BYTES: u64 = 64 << 10;
 const RESERVED_AT: usize = 120;
 
 /// The size of the suspend area of a VM with `ram` bytes of RAM: the header page, then the
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn suspend_area_is_the_header_page_and_the_ram() {
-        assert_eq!(suspend_sectors(64 << 20), Some((64 << 20) / 512 + 8));
+        assert_eq!(suspend_sectors(64 << 20), Some((64 << 20) / 512 + 128));
         assert_eq!(suspend_sectors(u64::MAX), None);
         assert_eq!(sample().storage.sectors, 2048);
     }

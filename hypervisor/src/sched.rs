@@ -70,10 +70,7 @@ pub fn boot_percentages(
         .zip(management)
         .filter(|(p, &m)| p.is_none() && !m)
         .count() as u32;
-    let each = 100u32
-        .saturating_sub(given)
-        .checked_div(unset)
-        .unwrap_or(0);
+    let each = 100u32.saturating_sub(given).checked_div(unset).unwrap_or(0);
     explicit
         .iter()
         .zip(management)

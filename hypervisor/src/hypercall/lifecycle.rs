@@ -35,8 +35,8 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 /// Whether `HV_MGMT_FAULT_INJECT` is served (the boot bundle asks for it: harness only).
 static FAULT_INJECTION: AtomicBool = AtomicBool::new(false);
 
-/// Where the RAM starts in a suspend area: after the header page.
-const SUSPEND_RAM_OFFSET: u64 = 4096;
+/// Where the RAM starts in a suspend area: after the header (vCPU and device state).
+const SUSPEND_RAM_OFFSET: u64 = diskfmt::SUSPEND_HEADER_BYTES;
 
 /// Boot: ids after those of the boot bundle's VMs; fault injection as the bundle says.
 pub fn init(first_free_id: usize, fault_injection: bool) {
@@ -260,11 +260,17 @@ pub fn restore_from_disk() {
         }
         match instantiate(id, r.image, &r.resources, r.name, false) {
             Ok((vm, m)) => {
+                let now = if r.state == VmState::Suspended && restore_suspended(vm) {
+                    "suspended"
+                } else {
+                    "off"
+                };
                 crate::hv_record!(
-                    "vm-restore id={} name={} was={} now=off",
+                    "vm-restore id={} name={} was={} now={}",
                     id,
                     vm.name,
-                    r.state as u32
+                    r.state as u32,
+                    now
                 );
                 let _ = save_record(vm, &m, r.resources);
             }
@@ -273,6 +279,28 @@ pub fn restore_from_disk() {
                 id,
                 r.name.as_str()
             ),
+        }
+    }
+}
+
+/// A VM that was suspended when the device stopped: its vCPU and device state from the
+/// suspend header, so that it can be resumed. False (it stays powered off) if the header
+/// cannot be read or is not a valid snapshot.
+fn restore_suspended(vm: &'static Vm) -> bool {
+    let mut header = alloc::vec![0u8; SUSPEND_RAM_OFFSET as usize];
+    let handle = vm.id as u32;
+    if let Err(e) = with_store(|s| s.vm_area_read(handle, VmArea::Suspend, 0, &mut header)) {
+        log::error!("VM {}: cannot read its suspend header: {e:?}", vm.name);
+        return false;
+    }
+    match vm.restore_suspended(&header) {
+        Ok(()) => true,
+        Err(e) => {
+            log::error!(
+                "VM {}: its suspend header is not usable ({e:?}): powered off",
+                vm.name
+            );
+            false
         }
     }
 }
@@ -336,8 +364,17 @@ pub fn suspend(vm: &'static Vm) -> Result<(), Status> {
         return Err(Status::NoStorage);
     }
     let start = crate::arch::physical_count();
-    vm.suspend(|ram| {
+    vm.suspend(|header, ram| {
+        if header.len() as u64 > SUSPEND_RAM_OFFSET {
+            log::error!(
+                "VM {}: its state ({} bytes) does not fit the suspend header",
+                vm.name,
+                header.len()
+            );
+            return Err(Status::NoStorage);
+        }
         with_store(|s| {
+            s.vm_area_write(handle, VmArea::Suspend, 0, header)?;
             s.vm_area_write(handle, VmArea::Suspend, SUSPEND_RAM_OFFSET, ram)?;
             s.flush()
         })

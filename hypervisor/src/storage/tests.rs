@@ -239,7 +239,7 @@ fn vm_records_get_disjoint_areas_and_survive_a_restart() {
     let mut s = open(d);
     let a = s.put_vm_record(&entry(1, res(8, 4))).unwrap();
     let b = s.put_vm_record(&entry(2, res(4, 0))).unwrap();
-    assert_eq!(a.suspend.sectors, 8 * MIB / 512 + 8);
+    assert_eq!(a.suspend.sectors, 8 * MIB / 512 + 128);
     assert_eq!(a.storage.sectors, 4 * MIB / 512);
     assert_eq!(b.storage, Extent::EMPTY);
     assert!(b.sequence > a.sequence);

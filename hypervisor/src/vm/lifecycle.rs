@@ -126,9 +126,13 @@ impl Vm {
         Ok(())
     }
 
-    /// Suspends a running VM: its vCPUs leave the CPUs, `save` writes its RAM away, then the
-    /// RAM is zeroed and freed. If `save` fails the VM runs on as if nothing happened.
-    pub fn suspend(&self, save: impl FnOnce(&[u8]) -> Result<(), Status>) -> Result<(), Status> {
+    /// Suspends a running VM: its vCPUs leave the CPUs, `save` writes its vCPU and device
+    /// state (`snapshot`) and its RAM away, then the RAM is zeroed and freed. If `save` fails
+    /// the VM runs on as if nothing happened.
+    pub fn suspend(
+        &self,
+        save: impl FnOnce(&[u8], &[u8]) -> Result<(), Status>,
+    ) -> Result<(), Status> {
         {
             let mut state = self.state.lock();
             if *state != VmState::Running {
@@ -139,9 +143,18 @@ impl Vm {
         self.evict_vcpus();
         // Its virtual counter stops here.
         let vcount = crate::arch::physical_count().wrapping_sub(self.cntvoff());
+        // What the list registers hold goes back to the vGIC model: the state is then whole
+        // without them (refilled at the first entry after the resume).
+        if let Some(p) = &self.platform {
+            for v in &self.vcpus {
+                // SAFETY: evicted: loaded nowhere, lazy state reclaimed.
+                p.unlist_all(v.index, unsafe { &mut v.ctx().vif });
+            }
+        }
+        let header = self.snapshot(vcount);
         let ram = self.ram();
         let saved = if self.state() == VmState::Suspending {
-            save(ram_bytes(ram.pa, ram.size))
+            save(&header, ram_bytes(ram.pa, ram.size))
         } else {
             // One of its vCPUs stopped it on the way out (SYSTEM_OFF, a fault).
             Err(Status::WrongState)
@@ -207,6 +220,16 @@ impl Vm {
         self.set_state(&mut state, VmState::Running);
         drop(state);
         self.wake_vcpus();
+        Ok(())
+    }
+
+    /// A VM created powered off at boot, whose disk record says it was suspended: takes the
+    /// saved vCPU and device state and becomes suspended (resumable), or stays powered off.
+    pub fn restore_suspended(&self, header: &[u8]) -> Result<(), crate::vgic::SnapshotError> {
+        let vcount = self.restore_snapshot(header)?;
+        self.suspended_vcount.store(vcount, Ordering::Relaxed);
+        let mut state = self.state.lock();
+        self.set_state(&mut state, VmState::Suspended);
         Ok(())
     }
 

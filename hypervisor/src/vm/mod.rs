@@ -19,4 +19,6 @@ pub mod management;
 #[cfg(target_os = "none")]
 pub mod platform;
 #[cfg(target_os = "none")]
+mod snapshot;
+#[cfg(target_os = "none")]
 pub use machine::*;

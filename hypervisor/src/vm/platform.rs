@@ -84,6 +84,31 @@ impl Platform {
         *uart = Self::new_uart();
     }
 
+    /// Gives what the unloaded `vcpu`'s saved list registers hold back to the vGIC model and
+    /// empties them (a suspended VM's state is saved without list registers).
+    pub fn unlist_all(&self, vcpu: usize, vif: &mut crate::arch::vcpu_if::VcpuIfState) {
+        let mut vgic = self.vgic.lock();
+        vgic.unlist_all(vcpu, &vif.lrs, vif.live);
+        vif.live = 0;
+        vif.lrs = [0; crate::arch::vcpu_if::MAX_LRS];
+        self.note_lrs(vcpu, &vgic);
+    }
+
+    /// Installs a restored vGIC and UART (a suspended VM brought back from disk).
+    pub fn restore(&self, vgic: Vgic, model: Pl011) {
+        let mut uart = self.uart.lock();
+        let mut v = self.vgic.lock();
+        *v = vgic;
+        for (i, lrs) in self.lrs_in_use.iter().enumerate() {
+            lrs.store(v.lrs_in_use(i), Ordering::Relaxed);
+        }
+        drop(v);
+        uart.model = model;
+        uart.backlog.clear();
+        uart.line = false;
+        let _ = uart.update_line(&self.vgic);
+    }
+
     /// The list registers of `vcpu` the model has filled, as of its last sync or fill.
     pub fn lrs_in_use(&self, vcpu: usize) -> u16 {
         self.lrs_in_use[vcpu].load(Ordering::Relaxed)
