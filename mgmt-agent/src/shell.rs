@@ -25,10 +25,12 @@ use crate::agent::Agent;
 use crate::dm::{Command, Outcome, StatusCode};
 use crate::hv::Hypervisor;
 use crate::tree::schema::Format;
+use abi::mgmt::FaultPoint;
+use abi::Status;
 
 /// The answer to `help` and to a line that is not a command.
 pub const USAGE: &str = "usage: get URI | add URI [FORMAT] [VALUE] | replace URI VALUE | \
-delete URI | exec URI | atomic ... end | sequence ... end | server [ID] | help";
+delete URI | exec URI | atomic ... end | sequence ... end | server [ID] | fault ram|disk|image N | help";
 
 /// The longest console line the hypervisor prints whole (`hypervisor/src/console.rs`,
 /// LINE_MAX): longer ones come out in pieces, so the binary [`fit`]s every answer to it.
@@ -51,6 +53,9 @@ pub enum Line {
     End,
     Server(Option<String>),
     Help,
+    /// `fault ram|disk|image N`: make the N-th next pass through a fault point of the
+    /// hypervisor fail (tests; `HV_MGMT_FAULT_INJECT`).
+    Fault(FaultPoint, u32),
 }
 
 /// Splits off the first word of `s` (after leading whitespace) and the rest after one run of
@@ -113,6 +118,19 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
             return Ok(Some(Line::Server((!uri.is_empty()).then(|| uri.into()))))
         }
         "server" => return Err(usage("server [ID]")),
+        "fault" => {
+            let point = match uri {
+                "ram" => FaultPoint::RamAlloc,
+                "disk" => FaultPoint::DiskIo,
+                "image" => FaultPoint::ImageRead,
+                _ => return Err(usage("fault ram|disk|image N")),
+            };
+            let n = value
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| usage("fault ram|disk|image N"))?;
+            return Ok(Some(Line::Fault(point, n)));
+        }
         _ => return Err(USAGE.into()),
     };
     Ok(Some(Line::Dm(cmd)))
@@ -198,6 +216,13 @@ impl Shell {
         };
         Some(match parsed {
             Line::Help => alloc::format!("STATUS 200 {USAGE}"),
+            Line::Fault(point, n) => match agent.hv_mut().fault_inject(point, n) {
+                Ok(()) => alloc::format!("STATUS 200 fault {point:?} armed at {n}"),
+                Err(Status::NotSupported) => {
+                    "STATUS 406 fault injection is not enabled in this hypervisor".into()
+                }
+                Err(e) => alloc::format!("STATUS 400 {}", e.name()),
+            },
             Line::Server(None) => alloc::format!("STATUS 200 {}", self.server),
             Line::Server(Some(id)) => {
                 self.server = id;

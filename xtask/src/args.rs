@@ -56,6 +56,8 @@ commands:
                              image store), feed FILE's lines to its shell, print each command
                              with its answer, and stop when FILE ends (docs/virmo.md); exits
                              non-zero if the hypervisor panics or an answer does not come
+      --fault-injection      let the management shell's `fault ram|disk|image N` make the
+                             hypervisor fail on purpose (tests of the roll-backs)
   test [options]             host tests, then every harness suite in QEMU
       --suite NAME           run only this suite (repeatable)
       --skip-host            skip the host tests (scripts/fetch-dtbs.sh, cargo test --workspace)
@@ -100,6 +102,9 @@ pub struct RunOpts {
     /// `--mgmt-script FILE`: only the management VM boots (the VMs named go to the image
     /// store); FILE's lines are fed to its shell and answered one by one.
     pub mgmt_script: Option<std::path::PathBuf>,
+    /// `--fault-injection`: the hypervisor serves `HV_MGMT_FAULT_INJECT` (the shell's `fault`
+    /// command), for trying the roll-backs by hand.
+    pub fault_injection: bool,
 }
 
 impl Default for RunOpts {
@@ -114,6 +119,7 @@ impl Default for RunOpts {
             vms: Vec::new(),
             demo: Demo::default(),
             mgmt_script: None,
+            fault_injection: false,
         }
     }
 }
@@ -263,6 +269,10 @@ fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
             "--keep-disk" => {
                 Words::no_value(&flag, inline)?;
                 o.keep_disk = true;
+            }
+            "--fault-injection" => {
+                Words::no_value(&flag, inline)?;
+                o.fault_injection = true;
             }
             "--mgmt-script" => {
                 let v = w.value(&flag, inline)?;

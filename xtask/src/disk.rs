@@ -76,7 +76,11 @@ fn run_images(vms: &RunVms, artifacts: &Artifacts) -> Result<Vec<ImageSpec>, Fai
     Ok(images)
 }
 
-/// The test-guest program ELFs in the guest build directory, by name.
+/// The management agent's executable: built into the same directory as the guests, but it is
+/// the management VM (embedded in the hypervisor), not an image to create VMs from.
+const AGENT_PROGRAM: &str = "mgmt-agent";
+
+/// The test-guest program ELFs in the guest build directory, by name (not the agent's).
 fn guest_programs(artifacts: &Artifacts) -> Vec<(String, Vec<u8>)> {
     let Ok(dir) = fs::read_dir(&artifacts.guest_dir) else {
         return Vec::new();
@@ -87,7 +91,7 @@ fn guest_programs(artifacts: &Artifacts) -> Vec<(String, Vec<u8>)> {
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_string();
             // Binaries have no extension; `.d` files and the like are not programs.
-            if name.contains('.') || name.len() > NAME_LEN {
+            if name.contains('.') || name.len() > NAME_LEN || name == AGENT_PROGRAM {
                 return None;
             }
             let bytes = fs::read(e.path()).ok()?;

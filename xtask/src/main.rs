@@ -185,14 +185,21 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
     };
     // The management VM starts first, with console input (docs/virmo.md). With a script, it
     // is the only VM: the others are only put in the image store.
+    let flags = BundleFlags(
+        BundleFlags::MANAGEMENT_VM
+            | if opts.fault_injection {
+                BundleFlags::FAULT_INJECTION
+            } else {
+                0
+            },
+    );
     let (bundle, names) = if opts.mgmt_script.is_some() {
         let mut b = bootbundle::BundleBuilder::new();
-        b.flags = BundleFlags(BundleFlags::MANAGEMENT_VM);
+        b.flags = flags;
         (b.build().map_err(|e| Failure(e.to_string()))?, Vec::new())
     } else {
         let mut bundle = bundle;
-        bootbundle::set_flags(&mut bundle, BundleFlags(BundleFlags::MANAGEMENT_VM))
-            .map_err(|e| Failure(e.to_string()))?;
+        bootbundle::set_flags(&mut bundle, flags).map_err(|e| Failure(e.to_string()))?;
         (bundle, names)
     };
     let names: Vec<String> = std::iter::once("mgmt".to_string()).chain(names).collect();
@@ -209,14 +216,15 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
         initrd: bundle_path,
         disk: Some(disk::prepare(ws, &vms, &artifacts, opts.keep_disk)?),
     };
+    // With a script, `mgmt::run_script` says what it boots.
+    if let Some(script) = &opts.mgmt_script {
+        return mgmt::run_script(&config, script, opts.timeout).map_err(Stop::Failure);
+    }
     progress(&format!(
         "booting VMs {} with: {}",
         names.join(", "),
         config.command_line()
     ));
-    if let Some(script) = &opts.mgmt_script {
-        return mgmt::run_script(&config, script, opts.timeout).map_err(Stop::Failure);
-    }
     let stdin_tty = io::stdin().is_terminal();
     let mut qemu = Qemu::spawn(
         &config,

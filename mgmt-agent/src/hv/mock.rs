@@ -91,6 +91,8 @@ pub struct MockHypervisor {
     faults: Vec<(Op, Fault)>,
     /// Every call made, in order (faulted ones included).
     pub calls: Vec<Op>,
+    /// What `fault_inject` armed, in order (the mock only records it).
+    pub armed: Vec<(abi::mgmt::FaultPoint, u32)>,
 }
 
 pub const MIB: u64 = 1 << 20;
@@ -117,6 +119,7 @@ impl MockHypervisor {
             next_handle: 1,
             images: Vec::new(),
             store: alloc::vec![0; 64 << 10],
+            armed: Vec::new(),
             faults: Vec::new(),
             calls: Vec::new(),
         }
@@ -278,6 +281,11 @@ impl MockHypervisor {
 }
 
 impl Hypervisor for MockHypervisor {
+    fn fault_inject(&mut self, point: abi::mgmt::FaultPoint, countdown: u32) -> Result<(), Status> {
+        self.armed.push((point, countdown));
+        Ok(())
+    }
+
     fn device_info(&mut self) -> Result<DeviceInfo, Status> {
         self.injected(Op::DeviceInfo)?;
         Ok(DeviceInfo {

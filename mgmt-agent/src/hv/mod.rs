@@ -10,7 +10,7 @@ pub mod mock;
 
 use alloc::vec::Vec;
 
-use abi::mgmt::{Change, DeviceInfo, ImageInfo, VmCreate, VmInfo};
+use abi::mgmt::{Change, DeviceInfo, FaultPoint, ImageInfo, VmCreate, VmInfo};
 use abi::Status;
 
 /// What the agent needs from the hypervisor (abi::mgmt, one method per call).
@@ -46,6 +46,12 @@ pub trait Hypervisor {
     fn store_write(&mut self, offset: u64, data: &[u8]) -> Result<(), Status>;
     /// The size of the persistent area in bytes (0: none).
     fn store_size(&self) -> u64;
+    /// `HV_MGMT_FAULT_INJECT`: the `countdown`-th next pass through `point` fails (tests of
+    /// the roll-backs; NOT_SUPPORTED unless the hypervisor was started for tests).
+    fn fault_inject(&mut self, point: FaultPoint, countdown: u32) -> Result<(), Status> {
+        let _ = (point, countdown);
+        Err(Status::NotSupported)
+    }
 }
 
 /// The largest persistent area [`probe_size`] looks for; the agent never needs more.

@@ -180,4 +180,12 @@ impl Hypervisor for HvCalls {
     fn store_size(&self) -> u64 {
         self.store_size
     }
+
+    fn fault_inject(&mut self, point: FaultPoint, countdown: u32) -> Result<(), Status> {
+        self.call(
+            HV_MGMT_FAULT_INJECT,
+            [point as u64, u64::from(countdown), 0],
+        )
+        .map(|_| ())
+    }
 }

@@ -236,3 +236,25 @@ fn the_line_reader_handles_line_ends_backspace_and_overflow() {
     assert_eq!(feed(b"\n"), [Input::TooLong]);
     assert_eq!(feed(b"ok\n"), [Input::Line("ok".into())]);
 }
+
+#[test]
+fn fault_lines_arm_the_hypervisor_fault_points() {
+    let mut a = agent();
+    let mut sh = Shell::new(S);
+    assert_eq!(
+        sh.answer(&mut a, "fault disk 2").as_deref(),
+        Some("STATUS 200 fault DiskIo armed at 2")
+    );
+    assert_eq!(
+        a.hv().armed,
+        [(abi::mgmt::FaultPoint::DiskIo, 2)],
+        "the mock recorded it"
+    );
+    for bad in ["fault", "fault cpu 1", "fault ram", "fault ram x"] {
+        assert_eq!(
+            sh.answer(&mut a, bad).as_deref(),
+            Some("STATUS 400 usage: fault ram|disk|image N"),
+            "{bad}"
+        );
+    }
+}
