@@ -282,7 +282,9 @@ impl BundleFlags {
     /// Start the management VM (the agent embedded in the hypervisor image) before the
     /// bundle's VMs.
     pub const MANAGEMENT_VM: u32 = 1 << 1;
-    const KNOWN: u32 = Self::FAULT_INJECTION | Self::MANAGEMENT_VM;
+    /// Give the management VM the PMU (the management benchmarks; never on a device).
+    pub const MANAGEMENT_PMU: u32 = 1 << 2;
+    const KNOWN: u32 = Self::FAULT_INJECTION | Self::MANAGEMENT_VM | Self::MANAGEMENT_PMU;
 
     pub fn fault_injection(self) -> bool {
         self.0 & Self::FAULT_INJECTION != 0
@@ -290,6 +292,10 @@ impl BundleFlags {
 
     pub fn management_vm(self) -> bool {
         self.0 & Self::MANAGEMENT_VM != 0
+    }
+
+    pub fn management_pmu(self) -> bool {
+        self.0 & Self::MANAGEMENT_PMU != 0
     }
 }
 

@@ -62,7 +62,7 @@ pub fn create_vms(hw: &HwInfo, cpus: usize) {
     let specs = bundle.vms();
     // The embedded agent, if the bundle asks for the management VM and the image has one.
     let agent = if bundle.flags().management_vm() {
-        let spec = crate::vm::management::spec();
+        let spec = crate::vm::management::spec(bundle.flags().management_pmu());
         if spec.is_none() {
             log::error!("the bundle asks for the management VM, but no agent is embedded");
         }

@@ -36,6 +36,10 @@ pub struct CpuSched {
     since: u64,
     #[cfg(target_os = "none")]
     turn_end: TurnEnd,
+    /// The PMU count when this full decision began, while a created VM's first entry is
+    /// measured (`measure_first_entry`).
+    #[cfg(target_os = "none")]
+    probe: Option<crate::arch::pmu::Meter>,
 }
 
 impl CpuSched {
@@ -47,6 +51,8 @@ impl CpuSched {
             since: 0,
             #[cfg(target_os = "none")]
             turn_end: TurnEnd::Other,
+            #[cfg(target_os = "none")]
+            probe: None,
         }
     }
 }
@@ -272,6 +278,11 @@ mod target {
         /// `run_next` with a full decision of the quota scheduler.
         #[inline(never)]
         fn run_next_full(&mut self, me: usize) -> *mut GuestRegs {
+            // Each decision is measured from its start: the one that first enters the VM
+            // reports its own cost.
+            if FIRST_ENTRY.load(Ordering::Relaxed) != NO_VM {
+                self.probe = crate::arch::pmu::Meter::start_plain();
+            }
             loop {
                 let now = crate::arch::physical_count();
                 let turn_end = core::mem::replace(&mut self.turn_end, TurnEnd::Other);
@@ -405,11 +416,14 @@ mod target {
         /// if it cannot run (not powered on, its VM not running).
         fn switch_to(&mut self, next: &'static Vcpu, me: usize) -> Option<*mut GuestRegs> {
             let same = self.current.is_some_and(|cur| core::ptr::eq(cur, next));
+            let mut started = false;
             if !same {
                 self.unload_current();
                 crate::arch::take_vcpu(next, me);
-                if !start_if_pending(next) {
-                    return None;
+                match start_if_pending(next) {
+                    Start::No => return None,
+                    Start::Running => {}
+                    Start::Started => started = true,
                 }
                 next.vm.loaded.fetch_add(1, Ordering::AcqRel);
                 // SAFETY: `next` was handed to this CPU by the scheduler, is loaded nowhere
@@ -422,8 +436,28 @@ mod target {
                 return None;
             }
             crate::vm::platform::fill_list_registers(next);
+            if started && self.probe.is_some() {
+                self.first_entry(next);
+            }
             // SAFETY: `next` is the vCPU loaded on this CPU.
             Some(unsafe { &mut next.ctx().regs })
+        }
+
+        /// `next` was just started: if it is the first entry of the VM being measured, says
+        /// what this decision cost (`#HV vm-first-entry`).
+        #[cold]
+        fn first_entry(&mut self, next: &Vcpu) {
+            if next.index != 0
+                || FIRST_ENTRY
+                    .compare_exchange(next.vm.id, NO_VM, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
+                return;
+            }
+            if let Some(meter) = self.probe.take() {
+                let (insns, _) = meter.finish();
+                crate::hv_record!("vm-first-entry id={} el2_insns={}", next.vm.id, insns);
+            }
         }
 
         fn unload_current(&mut self) {
@@ -473,23 +507,42 @@ mod target {
     }
 
     /// Starts `vcpu` if a CPU_ON is pending for it, and says whether it can run.
-    fn start_if_pending(vcpu: &Vcpu) -> bool {
+    /// What `start_if_pending` found.
+    enum Start {
+        No,
+        Running,
+        /// It was just started at its entry point (PSCI CPU_ON, boot, power on).
+        Started,
+    }
+
+    fn start_if_pending(vcpu: &Vcpu) -> Start {
         if !vcpu.vm.is_running() {
-            return false;
+            return Start::No;
         }
         let mut power = vcpu.power.lock();
         match *power {
-            Power::On => true,
-            Power::Off => false,
+            Power::On => Start::Running,
+            Power::Off => Start::No,
             Power::Pending { entry, context } => {
                 // SAFETY: `vcpu` is this CPU's (`take_vcpu`) and not loaded (a Pending vCPU
                 // was Off, hence unloaded).
                 unsafe { vcpu.reset(entry, context) };
                 crate::arch::context::forget_lazy_state(vcpu);
                 *power = Power::On;
-                true
+                Start::Started
             }
         }
+    }
+
+    const NO_VM: usize = usize::MAX;
+    /// The VM whose first entry is measured (benchmarks), or `NO_VM`.
+    static FIRST_ENTRY: core::sync::atomic::AtomicUsize =
+        core::sync::atomic::AtomicUsize::new(NO_VM);
+
+    /// Measures the EL2 instructions of the decision that first enters VM `vm` (with the
+    /// PMU set up by the management VM; `#HV vm-first-entry`).
+    pub fn measure_first_entry(vm: usize) {
+        FIRST_ENTRY.store(vm, Ordering::Release);
     }
 
     fn vcpu_by_id(id: VcpuId) -> Option<&'static Vcpu> {

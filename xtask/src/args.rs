@@ -58,6 +58,8 @@ commands:
                              non-zero if the hypervisor panics or an answer does not come
       --fault-injection      let the management shell's `fault ram|disk|image N` make the
                              hypervisor fail on purpose (tests of the roll-backs)
+      --mgmt-pmu             give the management VM the PMU: the hypervisor's records of
+                             management calls then say how many EL2 instructions they took
   test [options]             host tests, then every harness suite in QEMU
       --suite NAME           run only this suite (repeatable)
       --skip-host            skip the host tests (scripts/fetch-dtbs.sh, cargo test --workspace)
@@ -105,6 +107,9 @@ pub struct RunOpts {
     /// `--fault-injection`: the hypervisor serves `HV_MGMT_FAULT_INJECT` (the shell's `fault`
     /// command), for trying the roll-backs by hand.
     pub fault_injection: bool,
+    /// `--mgmt-pmu`: the management VM gets the PMU and counts EL2 instructions, so that the
+    /// hypervisor's records of management calls carry `el2_insns=` (docs/benchmarks.md).
+    pub mgmt_pmu: bool,
 }
 
 impl Default for RunOpts {
@@ -120,6 +125,7 @@ impl Default for RunOpts {
             demo: Demo::default(),
             mgmt_script: None,
             fault_injection: false,
+            mgmt_pmu: false,
         }
     }
 }
@@ -269,6 +275,10 @@ fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
             "--keep-disk" => {
                 Words::no_value(&flag, inline)?;
                 o.keep_disk = true;
+            }
+            "--mgmt-pmu" => {
+                Words::no_value(&flag, inline)?;
+                o.mgmt_pmu = true;
             }
             "--fault-injection" => {
                 Words::no_value(&flag, inline)?;

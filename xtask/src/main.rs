@@ -8,6 +8,7 @@ mod cpio;
 mod disk;
 mod images;
 mod mgmt;
+mod mgmt_bench;
 mod vmarg;
 
 use std::collections::BTreeMap;
@@ -189,6 +190,11 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
         BundleFlags::MANAGEMENT_VM
             | if opts.fault_injection {
                 BundleFlags::FAULT_INJECTION
+            } else {
+                0
+            }
+            | if opts.mgmt_pmu {
+                BundleFlags::MANAGEMENT_PMU
             } else {
                 0
             },
@@ -463,6 +469,11 @@ fn cmd_bench(ws: &Workspace) -> Result<(), Failure> {
     {
         Ok(figures) => metrics.extend(figures.metrics()),
         Err(Failure(e)) => problems.push(format!("linux_boot_ratio not measured: {e}")),
+    }
+    // The management VM's create, suspend and resume.
+    match mgmt_bench::measure(&artifacts, &out_dir) {
+        Ok(figures) => metrics.extend(figures),
+        Err(Failure(e)) => problems.push(format!("management figures not measured: {e}")),
     }
     if !metrics.is_empty() {
         let path = ws.out.join("bench").join("results.json");

@@ -15,6 +15,7 @@ pub mod mgmt;
 pub mod monitor;
 pub mod qemu;
 pub mod report;
+pub mod shares;
 pub mod suites;
 
 use std::collections::VecDeque;
@@ -37,7 +38,13 @@ use suites::{GuestImages, Symbols, ALL_SUITES, TEST_SUITES};
 /// Suites that are defined and listed but not run by default (`cargo xtask test
 /// --include-pending` runs them, and so does naming one with `--suite`), with the reason; they
 /// are reported as skipped. Remove a suite from here when what it tests has landed.
-pub const PENDING_SUITES: &[(&str, &str)] = &[];
+pub const PENDING_SUITES: &[(&str, &str)] = &[
+    (
+        "sched_shares_two_cpus",
+        "pending: QEMU 7.2's -icount round robin starves the second CPU (fixed in QEMU 8.1 by \
+         `accel/tcg/tcg-accel-ops-rr: ensure fairness with icount`); docs/scheduler.md",
+    ),
+];
 
 /// Why suite `name` is pending, if it is.
 pub fn pending_reason(name: &str) -> Option<&'static str> {
@@ -277,7 +284,7 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
     let name = &suite.name;
     let log = out_dir.join(format!("{name}.log"));
     let setup = || -> Result<PathBuf, String> {
-        let bundle = suites::build_bundle(&suite.vms, artifacts)?;
+        let bundle = suites::build_bundle_traced(&suite.vms, suite.sched_trace_us, artifacts)?;
         fs::create_dir_all(out_dir)
             .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
         let path = out_dir.join(format!("{name}.bundle.bin"));
@@ -312,7 +319,7 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
             cases: monitor.results(),
             tail,
             log,
-            metrics: monitor.metrics().to_vec(),
+            metrics: monitor.metrics(),
             skipped: None,
         },
         Err(e) => failed_setup(name, out_dir, start, e),

@@ -150,6 +150,7 @@ pub const LINUX_SUITES: &[&str] = &[
     "linux_boot_gicv3",
     "linux_boot_gicv2",
     "linux_smp2",
+    "linux_4vcpus_2cpus",
     "linux_two_vms",
     "linux_poweroff_one",
     "linux_reboot_one",
@@ -387,6 +388,18 @@ pub fn linux_suite_by_name(name: &str) -> Option<LinuxSuite> {
                 line("cpus", "smp", "^HV-LINUX-CPUS 2$", 1, None),
             ],
         ),
+        // Four vCPUs of one VM time-shared on two physical CPUs by the quota scheduler
+        // (docs/scheduler.md): Linux brings them all up.
+        "linux_4vcpus_2cpus" => linux_suite(
+            name,
+            2,
+            3,
+            vec![vm("smp", None).vcpus(4)],
+            vec![
+                ready("smp"),
+                line("cpus", "smp", "^HV-LINUX-CPUS 4$", 1, None),
+            ],
+        ),
         "linux_two_vms" => linux_suite(
             name,
             2,
@@ -546,6 +559,9 @@ pub fn linux_suite_by_name(name: &str) -> Option<LinuxSuite> {
                         r"^\[ INFO\]   2: beta$",
                         Some("alpha::input"),
                     ),
+                    // Ctrl-] s: every VM's CPU accounting (docs/scheduler.md).
+                    record("sched_stats", "alpha", "sched-stats", &[], "beta::listed"),
+                    record("sched_stats", "beta", "sched-stats", &[], "beta::listed"),
                 ],
             );
             s.input = vec![
@@ -561,6 +577,7 @@ pub fn linux_suite_by_name(name: &str) -> Option<LinuxSuite> {
                 InputStep::on_line(r"^beta\| HV-INPUT-42$", &[ESC, b'1']),
                 InputStep::after(half_s, b"echo HV-INPUT-A$((1+1))\n"),
                 InputStep::on_line(r"^alpha\| HV-INPUT-A2$", &[ESC, b'?']),
+                InputStep::on_line(r"^\[ INFO\]   2: beta$", &[ESC, b's']),
             ];
             s
         }

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::framing::{parse_line, ConsoleLine, HtEvent, HvRecord};
-use crate::suites::{Check, Suite};
+use crate::shares::{self, Evidence, Window};
+use crate::suites::{Check, SharesCheck, Suite};
 
 /// The result of one test case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +55,8 @@ struct TestState {
     end_at: Option<Duration>,
     run_seq: Option<u64>,
     pass_seq: Option<u64>,
+    /// The line that finished it (pass, fail, stop...).
+    end_seq: Option<u64>,
     output: Vec<String>,
 }
 
@@ -64,9 +67,10 @@ impl TestState {
     fn finished(&self) -> bool {
         matches!(self.status, Status::Passed | Status::Failed(_))
     }
-    fn finish(&mut self, status: Status, now: Duration) {
+    fn finish(&mut self, status: Status, now: Duration, seq: u64) {
         self.status = status;
         self.end_at = Some(now);
+        self.end_seq = Some(seq);
     }
 }
 
@@ -96,6 +100,7 @@ impl VmState {
                     end_at: None,
                     run_seq: None,
                     pass_seq: None,
+                    end_seq: None,
                     output: Vec::new(),
                 });
                 self.tests.len() - 1
@@ -125,6 +130,14 @@ pub struct Monitor {
     end: Option<End>,
     qemu_failure: Option<String>,
     metrics: Vec<(String, String)>,
+    /// `#HV boot cpus=`.
+    cpus: Option<u32>,
+    /// `#HV vm-start`: VM ids and names.
+    vm_ids: Vec<(u16, String)>,
+    /// `#HV sched-window` records.
+    windows: Vec<Window>,
+    /// `#HV quota-applied`: (seq, t).
+    quota_changes: Vec<(u64, u64)>,
 }
 
 /// A test over its limit fails "timed out after ..."; this formats the limit.
@@ -162,12 +175,25 @@ impl Monitor {
             end: None,
             qemu_failure: None,
             metrics: Vec::new(),
+            cpus: None,
+            vm_ids: Vec::new(),
+            windows: Vec::new(),
+            quota_changes: Vec::new(),
         }
     }
 
-    /// The `#HT metric` figures seen so far, in order.
-    pub fn metrics(&self) -> &[(String, String)] {
-        &self.metrics
+    /// The `#HT metric` figures seen so far, in order, then the figures of the checks that
+    /// compute one (`SharesCheck::metric`).
+    pub fn metrics(&self) -> Vec<(String, String)> {
+        let mut out = self.metrics.clone();
+        for check in &self.checks {
+            if let Check::Shares(c) = check {
+                if let (Some(name), Some(max)) = (&c.metric, self.shares(c).max_error_pp) {
+                    out.push((name.clone(), format!("{max:.4}")));
+                }
+            }
+        }
+        out
     }
 
     /// The hypervisor's panic message, if it panicked.
@@ -261,7 +287,7 @@ impl Monitor {
                     _ => Some(Status::Passed),
                 };
                 if let Some(status) = verdict {
-                    t.finish(status, now);
+                    t.finish(status, now, seq);
                 }
             }
             HtEvent::Fail { test, message } => {
@@ -275,7 +301,7 @@ impl Monitor {
                     } else {
                         message
                     };
-                    t.finish(Status::Failed(message), now);
+                    t.finish(Status::Failed(message), now, seq);
                 }
             }
             HtEvent::ExpectStop(name) => {
@@ -298,6 +324,7 @@ impl Monitor {
     }
 
     fn on_record(&mut self, record: &HvRecord, line: &str, now: Duration) {
+        let seq = self.seq;
         match record.event.as_str() {
             "panic" => {
                 let message = if record.rest.is_empty() {
@@ -308,11 +335,26 @@ impl Monitor {
                 self.panic = Some(message.to_string());
                 for t in self.vms.iter_mut().flat_map(|v| v.tests.iter_mut()) {
                     if !t.finished() {
-                        t.finish(Status::Failed(format!("hypervisor panic: {message}")), now);
+                        t.finish(
+                            Status::Failed(format!("hypervisor panic: {message}")),
+                            now,
+                            seq,
+                        );
                     }
                 }
             }
             "all-stopped" => self.all_stopped = true,
+            "boot" => self.cpus = record.get("cpus").and_then(|c| c.parse().ok()),
+            "sched-window" => {
+                if let Some(w) = Window::parse(self.seq, &record.fields) {
+                    self.windows.push(w);
+                }
+            }
+            "quota-applied" => {
+                if let Some(t) = record.get("t").and_then(|t| t.parse().ok()) {
+                    self.quota_changes.push((self.seq, t));
+                }
+            }
             "vm-fault" | "vm-stopped" | "vm-start" | "vm-reset" => {
                 let Some(v) = record
                     .get("name")
@@ -324,6 +366,12 @@ impl Monitor {
                     t.output.push(line.to_string());
                 }
                 match record.event.as_str() {
+                    "vm-start" => {
+                        if let Some(id) = record.get("id").and_then(|i| i.parse().ok()) {
+                            let name = v.name.clone();
+                            self.vm_ids.push((id, name));
+                        }
+                    }
                     "vm-fault" => {
                         let field = |k: &str| record.get(k).unwrap_or("?").to_string();
                         v.last_fault = Some(format!(
@@ -349,7 +397,7 @@ impl Monitor {
                                     "VM stopped (reason={reason}){fault} while the test was running"
                                 )),
                             };
-                            t.finish(status, now);
+                            t.finish(status, now, seq);
                         }
                         v.stopped = Some(reason);
                     }
@@ -382,6 +430,7 @@ impl Monitor {
             return;
         }
         let limit = self.test_timeout;
+        let seq = self.seq;
         let mut expired = Vec::new();
         for v in &mut self.vms {
             for t in v.tests.iter_mut().filter(|t| t.active()) {
@@ -394,7 +443,7 @@ impl Monitor {
                     } else {
                         format!("timed out after {}", secs(limit))
                     };
-                    t.finish(Status::Failed(message), now);
+                    t.finish(Status::Failed(message), now, seq);
                     expired.push(format!("{}::{}", v.name, t.name));
                 }
             }
@@ -511,6 +560,13 @@ impl Monitor {
                     Duration::ZERO,
                     Vec::new(),
                 )),
+                Check::Shares(c) => out.push(case(
+                    None,
+                    &c.name,
+                    self.shares(c).failure,
+                    Duration::ZERO,
+                    Vec::new(),
+                )),
             }
         }
         if let Some(p) = &self.panic {
@@ -532,6 +588,36 @@ impl Monitor {
             ));
         }
         out
+    }
+
+    fn shares(&self, check: &SharesCheck) -> shares::Verdict {
+        let mut from = Some(0);
+        let mut to: Option<u64> = None;
+        for (vm, test) in &check.busy {
+            let t = self
+                .vms
+                .iter()
+                .find(|v| &v.name == vm)
+                .and_then(|v| v.tests.iter().find(|t| &t.name == test));
+            from = match (from, t.and_then(|t| t.run_seq)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+            if let Some(end) = t.and_then(|t| t.end_seq) {
+                to = Some(to.map_or(end, |x| x.min(end)));
+            }
+        }
+        shares::judge(
+            check,
+            &Evidence {
+                cpus: self.cpus,
+                vms: &self.vm_ids,
+                windows: &self.windows,
+                changes: &self.quota_changes,
+                busy_from: from,
+                busy_to: to,
+            },
+        )
     }
 
     fn overlap_failure(&self, test: &str, vms: &[String]) -> Option<String> {
@@ -593,6 +679,7 @@ mod tests {
             test_timeout: T,
             vms,
             checks: vec![],
+            sched_trace_us: 0,
         }
     }
 
@@ -969,6 +1056,45 @@ mod tests {
     }
 
     #[test]
+    fn shares_check_from_records() {
+        use crate::suites::SharesCheck;
+        let mut s = suite(vec![
+            SuiteVm::new("a", "spinner"),
+            SuiteVm::new("b", "spinner"),
+        ]);
+        s.checks.push(Check::Shares(SharesCheck {
+            name: "shares".into(),
+            busy: vec![("a".into(), "spin".into()), ("b".into(), "spin".into())],
+            expect: crate::shares::near(0, &[("a", 75), ("b", 25)], 50),
+            after_change: None,
+            min_windows: 2,
+            metric: Some("err".into()),
+        }));
+        // A window before both run (ignored), three while they do, one after a ended.
+        let transcript = "#HV boot cpus=2 gic=v3 ram=1073741824
+             #HV vm-start id=1 name=a vcpus=1 ram=16777216 pa=0x48000000 pcpu=0 cpu=75 cntvoff=0x0
+             #HV vm-start id=2 name=b vcpus=1 ram=16777216 pa=0x49000000 pcpu=0 cpu=25 cntvoff=0x0
+             #HV sched-window t=1000 vm1=0 vm2=0
+             a| #HT run spin
+             b| #HT run spin
+             #HV sched-window t=2000 vm1=100 vm2=100
+             #HV sched-window t=3000 vm1=1600 vm2=600
+             #HV sched-window t=4000 vm1=3100 vm2=1100
+             #HV sched-window t=5000 vm1=4610 vm2=1600
+             a| #HT pass spin
+             #HV sched-window t=6000 vm1=4610 vm2=2600";
+        let mut m = Monitor::new(&s);
+        feed(&mut m, transcript);
+        assert_eq!(failure(&m, "shares"), None);
+        assert_eq!(m.metrics(), [("err".to_string(), "0.5000".to_string())]);
+        // b got 30 % of the device in one window: over the bound.
+        let mut m = Monitor::new(&s);
+        feed(&mut m, &transcript.replace("vm2=1600", "vm2=1700"));
+        let f = failure(&m, "shares").unwrap();
+        assert!(f.contains("VM b got 30.000% of the device"), "{f}");
+    }
+
+    #[test]
     fn listing_mismatch_unknown_vms_and_forgery() {
         let mut m = Monitor::new(&suite(vec![SuiteVm::new("a", "basics")]));
         feed(
@@ -1014,8 +1140,8 @@ mod tests {
         m.qemu_exited("exit status 1", false);
         assert_eq!(
             m.metrics(),
-            &[
-                ("hvc_null_ns".into(), "812".into()),
+            [
+                ("hvc_null_ns".to_string(), "812".to_string()),
                 ("hvc_null_cycles".into(), "1.5e3".into())
             ]
         );

@@ -29,6 +29,9 @@ pub struct Suite {
     pub vms: Vec<SuiteVm>,
     /// Extra checks over the whole transcript, each reported as a test case of its own.
     pub checks: Vec<Check>,
+    /// The boot bundle's `sched_trace_us`: the hypervisor prints a `#HV sched-window` record
+    /// every that many microseconds (0: none), which [`Check::Shares`] judges.
+    pub sched_trace_us: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +129,43 @@ pub enum Check {
         test: String,
         vms: Vec<String>,
     },
+    /// VMs' shares of the device in the windows of the `#HV sched-window` records while the
+    /// busy tests all run (`crate::shares`). Reported as test case `<name>`.
+    Shares(SharesCheck),
+}
+
+/// See [`Check::Shares`] and `crate::shares`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharesCheck {
+    pub name: String,
+    /// (VM, test): a window counts only if both its records come after the last of these
+    /// tests' `#HT run` lines and before the first of them ends.
+    pub busy: Vec<(String, String)>,
+    pub expect: Vec<ShareExpect>,
+    /// With a run-time change (a `#HV quota-applied` record): what holds in the windows that
+    /// start at or after it (`expect` holds in those that end before it).
+    pub after_change: Option<Vec<ShareExpect>>,
+    /// The fewest windows judged (before and after the change, each) for the check to pass.
+    pub min_windows: usize,
+    /// Report the largest error of a `Near` expectation, in percentage points, as this
+    /// `#HT metric`-style figure.
+    pub metric: Option<String>,
+}
+
+/// What VM `vm`'s share of the device must be in every judged window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareExpect {
+    pub vm: String,
+    pub bound: ShareBound,
+}
+
+/// Shares in hundredths of a percent of the device (basis points).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareBound {
+    /// Within `tolerance_bp` of `bp`.
+    Near { bp: u32, tolerance_bp: u32 },
+    /// At most `bp` (plus `shares::CAP_SLACK_BP`).
+    AtMost { bp: u32 },
 }
 
 /// Where suites get the addresses they aim at.
@@ -160,6 +200,11 @@ pub const TEST_SUITES: &[&str] = &[
     "vcpus_exceed_cpus",
     "elf_guest",
     "raw_guest",
+    "sched_shares_one_cpu",
+    "sched_shares_two_cpus",
+    "sched_cap_alone",
+    "sched_idle_wfi",
+    "sched_quota_change",
 ];
 
 /// Every suite name, including those only `cargo xtask bench` runs.
@@ -178,14 +223,43 @@ pub const ALL_SUITES: &[&str] = &[
     "vcpus_exceed_cpus",
     "elf_guest",
     "raw_guest",
+    "sched_shares_one_cpu",
+    "sched_shares_two_cpus",
+    "sched_cap_alone",
+    "sched_idle_wfi",
+    "sched_quota_change",
     "bench",
     "bench_virq",
     "bench_switch",
+    "bench_sched",
 ];
 
 /// The suites `cargo xtask bench` runs (with `-icount`), in order; each reports `#HT metric`
-/// figures (docs/benchmarks.md).
-pub const BENCH_SUITES: &[&str] = &["bench", "bench_virq", "bench_switch"];
+/// figures (docs/benchmarks.md). `sched_shares_one_cpu` is a test suite too: its figure
+/// (`sched_share_error_pp_max`) is computed by the runner from the hypervisor's records.
+pub const BENCH_SUITES: &[&str] = &[
+    "bench",
+    "bench_virq",
+    "bench_switch",
+    "bench_sched",
+    "sched_shares_one_cpu",
+];
+
+/// The scheduler suites (docs/scheduler.md): `#HV sched-window` records every 100 ms, and the
+/// bound on every VM's share of each window, ±0.5 percentage points (in basis points).
+pub const SCHED_TRACE_US: u32 = 100_000;
+pub const SHARE_TOLERANCE_BP: u32 = 50;
+/// How long the CPU-bound VMs of the share suites spin (guest time, under `-icount`): about
+/// ten whole 100 ms windows in which all of them are busy.
+pub const SHARE_SPIN_MS: u64 = 1200;
+/// `sched_quota_change`: one record per period (10 ms), so that "in force from the next
+/// period" is seen window by window; the management VM applies the new set this long after
+/// it started, while the two spinners spin for `QUOTA_SPIN_MS`.
+pub const QUOTA_TRACE_US: u32 = 10_000;
+pub const QUOTA_APPLY_AT_MS: u64 = 500;
+pub const QUOTA_SPIN_MS: u64 = 1000;
+/// `bench_sched`: how long the PMU guest counts while its partner spins next to it.
+pub const OVERHEAD_MEASURE_MS: u64 = 500;
 
 /// `bench_switch`: measured round trips, and the partner's loop count per yield. The partner
 /// yields [`SWITCH_PARTNER_YIELDS`] times, well over the bench's 50 warm-up + rounds and the
@@ -206,7 +280,38 @@ fn suite(name: &str, smp: u32, vms: Vec<SuiteVm>) -> Suite {
         test_timeout: DEFAULT_TEST_TIMEOUT,
         vms,
         checks: Vec::new(),
+        sched_trace_us: 0,
     }
+}
+
+/// `n` CPU-bound VMs (program `spinner`, `spin_ms`) at VirMO percentages `pcts`, on `smp`
+/// physical CPUs, with no management VM (so the percentages are of the whole device), and the
+/// check that each gets its share of every 100 ms window.
+fn share_suite(name: &str, smp: u32, pcts: &[(&str, u32)], spin_ms: u64) -> Suite {
+    let vms = pcts
+        .iter()
+        .map(|&(vm, p)| {
+            SuiteVm::new(vm, "spinner")
+                .cmdline(format!("spin_ms={spin_ms}"))
+                .cpu(p as u8)
+        })
+        .collect();
+    let mut s = suite(name, smp, vms);
+    s.icount = true;
+    s.sched_trace_us = SCHED_TRACE_US;
+    s.checks.push(Check::Shares(SharesCheck {
+        name: "shares".into(),
+        busy: busy(pcts.iter().map(|p| p.0), "spin"),
+        expect: crate::shares::near(0, pcts, SHARE_TOLERANCE_BP),
+        after_change: None,
+        min_windows: 8,
+        metric: None,
+    }));
+    s
+}
+
+fn busy<'a>(vms: impl Iterator<Item = &'a str>, test: &str) -> Vec<(String, String)> {
+    vms.map(|vm| (vm.to_string(), test.to_string())).collect()
 }
 
 /// The victim of the isolation suites, optionally pinned at [`VICTIM_PA`]. Its passes only count
@@ -328,6 +433,114 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
             let vm = if name == "elf_guest" { vm.elf() } else { vm };
             suite(name, 2, vec![vm])
         }
+        // Three CPU-bound VMs at 50/30/20 % on one physical CPU, then on two (shares of the
+        // whole device). The one-CPU suite's largest error is a benchmark figure.
+        "sched_shares_one_cpu" => {
+            let mut s = share_suite(name, 1, &[("a", 50), ("b", 30), ("c", 20)], SHARE_SPIN_MS);
+            if let Some(Check::Shares(c)) = s.checks.last_mut() {
+                c.metric = Some("sched_share_error_pp_max".into());
+            }
+            s
+        }
+        "sched_shares_two_cpus" => {
+            share_suite(name, 2, &[("a", 50), ("b", 30), ("c", 20)], SHARE_SPIN_MS)
+        }
+        // A VM capped at 20 % alone on an idle two-CPU device gets at most 20 % (0.4 CPU).
+        "sched_cap_alone" => {
+            let mut s = share_suite(name, 2, &[("capped", 20)], 1000);
+            if let Some(Check::Shares(c)) = s.checks.last_mut() {
+                c.expect = vec![ShareExpect {
+                    vm: "capped".into(),
+                    bound: ShareBound::AtMost { bp: 2000 },
+                }];
+            }
+            s
+        }
+        // A VM waiting in WFI between virtual timer interrupts (every 10 ms) next to a
+        // CPU-bound one on one physical CPU: it uses under 0.5 % and its interrupts come on
+        // time (the guest checks their lateness); the spinner gets its 50 %.
+        "sched_idle_wfi" => {
+            let idler = SuiteVm::new("idler", "idler")
+                .platform()
+                .cpu(50)
+                .cmdline("period_ms=10 ticks=100");
+            let hog = SuiteVm::new("hog", "spinner")
+                .cpu(50)
+                .cmdline("spin_ms=1100");
+            let mut s = suite(name, 1, vec![idler, hog]);
+            s.icount = true;
+            s.sched_trace_us = SCHED_TRACE_US;
+            s.checks.push(Check::Shares(SharesCheck {
+                name: "shares".into(),
+                busy: vec![
+                    ("idler".into(), "timer_on_time".into()),
+                    ("hog".into(), "spin".into()),
+                ],
+                expect: vec![
+                    ShareExpect {
+                        vm: "idler".into(),
+                        bound: ShareBound::AtMost { bp: 50 },
+                    },
+                    ShareExpect {
+                        vm: "hog".into(),
+                        bound: ShareBound::Near {
+                            bp: 5000,
+                            tolerance_bp: SHARE_TOLERANCE_BP,
+                        },
+                    },
+                ],
+                after_change: None,
+                min_windows: 6,
+                metric: None,
+            }));
+            s
+        }
+        // The management VM (`quota_ctl`) reads the device, the VMs and their accounting,
+        // has invalid sets refused, then moves `a`/`b` from 50/50 to 80/20 while both spin:
+        // 45/45 % of the device before (the management VM has 10 %), 72/18 % from the first
+        // period after the change.
+        "sched_quota_change" => {
+            let ctl = SuiteVm::new("ctl", "quota_ctl")
+                .management()
+                .cmdline(format!(
+                    "apply_at_ms={QUOTA_APPLY_AT_MS} until_ms={} a=2 b=3",
+                    QUOTA_SPIN_MS + 100
+                ));
+            let spinner = |vm: &str| {
+                SuiteVm::new(vm, "spinner")
+                    .cpu(50)
+                    .cmdline(format!("spin_ms={QUOTA_SPIN_MS}"))
+            };
+            let mut s = suite(name, 1, vec![ctl, spinner("a"), spinner("b")]);
+            s.icount = true;
+            s.sched_trace_us = QUOTA_TRACE_US;
+            s.checks.push(Check::Shares(SharesCheck {
+                name: "shares".into(),
+                busy: busy(["a", "b"].into_iter(), "spin"),
+                expect: crate::shares::near(10, &[("a", 50), ("b", 50)], SHARE_TOLERANCE_BP),
+                after_change: Some(crate::shares::near(
+                    10,
+                    &[("a", 80), ("b", 20)],
+                    SHARE_TOLERANCE_BP,
+                )),
+                min_windows: 20,
+                metric: None,
+            }));
+            s
+        }
+        // Two CPU-bound VMs on one physical CPU at the default period: the PMU guest counts
+        // the hypervisor's instructions and everyone's while its partner spins.
+        "bench_sched" => {
+            let bench = SuiteVm::new("bench", "bench_sched")
+                .pmu()
+                .cmdline(format!("measure_ms={OVERHEAD_MEASURE_MS}"));
+            let partner = SuiteVm::new("partner", "spinner")
+                .cmdline(format!("spin_ms={}", OVERHEAD_MEASURE_MS + 200));
+            let mut s = suite(name, 1, vec![bench, partner]);
+            s.icount = true;
+            s.test_timeout = Duration::from_secs(120);
+            s
+        }
         "bench" => {
             let mut s = suite("bench", 1, vec![SuiteVm::new("bench", "bench_hvc").pmu()]);
             s.icount = true;
@@ -390,7 +603,18 @@ pub fn cmdline_with_id(cmdline: &str, id: usize) -> String {
 
 /// Builds the boot bundle for `vms`.
 pub fn build_bundle(vms: &[SuiteVm], images: &dyn GuestImages) -> Result<Vec<u8>, String> {
+    build_bundle_traced(vms, 0, images)
+}
+
+/// Builds the boot bundle for `vms`, with `#HV sched-window` records every `sched_trace_us`
+/// microseconds (0: none).
+pub fn build_bundle_traced(
+    vms: &[SuiteVm],
+    sched_trace_us: u32,
+    images: &dyn GuestImages,
+) -> Result<Vec<u8>, String> {
     let mut builder = BundleBuilder::new();
+    builder.sched_trace_us = sched_trace_us;
     for (index, vm) in vms.iter().enumerate() {
         let flags = if vm.pmu { VmFlags::PMU } else { 0 }
             | if vm.platform { VmFlags::PLATFORM } else { 0 }
@@ -534,8 +758,15 @@ mod tests {
         assert!(TEST_SUITES.iter().all(|s| ALL_SUITES.contains(s)));
         assert!(!TEST_SUITES.contains(&"bench"));
         for name in BENCH_SUITES {
-            assert!(ALL_SUITES.contains(name) && !TEST_SUITES.contains(name));
-            assert!(suite_by_name(name, &Fake).unwrap().icount, "{name}");
+            assert!(ALL_SUITES.contains(name));
+            let s = suite_by_name(name, &Fake).unwrap();
+            assert!(s.icount, "{name}");
+            // A bench suite that `cargo xtask test` runs too has no PMU VM: its figures
+            // come from the runner's checks.
+            assert!(
+                !TEST_SUITES.contains(name) || s.vms.iter().all(|v| !v.pmu),
+                "{name}"
+            );
         }
         assert!(suite_by_name("nope", &Fake)
             .unwrap_err()
@@ -600,6 +831,73 @@ mod tests {
         let s = suite_by_name("vcpus_exceed_cpus", &Fake).unwrap();
         assert_eq!((s.smp, s.vms[0].vcpus), (1, 2));
         assert_eq!(s.vms[0].program, "basics");
+    }
+
+    #[test]
+    fn sched_suites() {
+        let shares = |s: &Suite| match s.checks.as_slice() {
+            [Check::Shares(c)] => c.clone(),
+            other => panic!("{}: {other:?}", s.name),
+        };
+        for name in [
+            "sched_shares_one_cpu",
+            "sched_shares_two_cpus",
+            "sched_cap_alone",
+            "sched_idle_wfi",
+            "sched_quota_change",
+        ] {
+            let s = suite_by_name(name, &Fake).unwrap();
+            assert!(s.icount && s.sched_trace_us > 0, "{name}");
+            let c = shares(&s);
+            assert!(c.min_windows >= 6, "{name}");
+            for e in c.expect.iter().chain(c.after_change.iter().flatten()) {
+                assert!(s.vms.iter().any(|v| v.name == e.vm), "{name}: {}", e.vm);
+            }
+            for (vm, _) in &c.busy {
+                assert!(s.vms.iter().any(|v| &v.name == vm), "{name}: {vm}");
+            }
+            // The trace period reaches the bundle.
+            let data = build_bundle_traced(&s.vms, s.sched_trace_us, &Fake).unwrap();
+            let b = Bundle::parse(&data).unwrap();
+            assert_eq!(b.sched_trace_us(), s.sched_trace_us);
+            assert_eq!(b.vms()[0].cpu_pct, s.vms[0].cpu_pct);
+        }
+        let s = suite_by_name("sched_shares_one_cpu", &Fake).unwrap();
+        assert_eq!(s.smp, 1);
+        let c = shares(&s);
+        assert_eq!(c.metric.as_deref(), Some("sched_share_error_pp_max"));
+        assert_eq!(
+            c.expect.iter().map(|e| e.bound).collect::<Vec<_>>(),
+            [5000, 3000, 2000].map(|bp| ShareBound::Near {
+                bp,
+                tolerance_bp: 50
+            })
+        );
+        assert_eq!(
+            suite_by_name("sched_shares_two_cpus", &Fake).unwrap().smp,
+            2
+        );
+        // Next to a management VM, VirMO 50 % is 45 % of the device.
+        let s = suite_by_name("sched_quota_change", &Fake).unwrap();
+        assert!(s.vms[0].management && s.vms[1..].iter().all(|v| !v.management));
+        assert_eq!(s.sched_trace_us, QUOTA_TRACE_US);
+        let c = shares(&s);
+        let bps = |v: &[ShareExpect]| {
+            v.iter()
+                .map(|e| match e.bound {
+                    ShareBound::Near { bp, .. } => bp,
+                    ShareBound::AtMost { bp } => bp,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bps(&c.expect), [4500, 4500]);
+        assert_eq!(bps(c.after_change.as_ref().unwrap()), [7200, 1800]);
+        let data = build_bundle(&s.vms, &Fake).unwrap();
+        assert!(Bundle::parse(&data).unwrap().vms()[0].flags.management());
+        let s = suite_by_name("sched_idle_wfi", &Fake).unwrap();
+        assert!(vm(&s, "idler").platform && !vm(&s, "hog").platform);
+        let s = suite_by_name("bench_sched", &Fake).unwrap();
+        assert!(s.icount && s.smp == 1 && vm(&s, "bench").pmu && !vm(&s, "partner").pmu);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! |------------------|------------------------------------------------------------------|
 //! | Ctrl-] `1`..`9`  | input goes to VM n, counting VMs in the order they were created  |
 //! | Ctrl-] `?`       | shows which VM has input and the list of VMs                     |
+//! | Ctrl-] `s`       | prints every VM's CPU accounting (`#HV sched-stats` records)     |
 //! | Ctrl-] Ctrl-]    | sends one Ctrl-] to the VM that has input                        |
 //! | Ctrl-] other     | nothing: both bytes are dropped, with a notice                   |
 //!
@@ -22,12 +23,14 @@
 pub const ESCAPE: u8 = 0x1D;
 /// After `ESCAPE`, the key that asks for the help and the VM list.
 pub const HELP_KEY: u8 = b'?';
+/// After `ESCAPE`, the key that asks for the VMs' CPU accounting (docs/scheduler.md).
+pub const STATS_KEY: u8 = b's';
 /// How many VMs the digits can reach: `1`..`9`.
 pub const SELECTABLE_VMS: usize = 9;
 
 /// What the caller prints for `InputEvent::ShowHelp`, before the list of VMs.
 pub const HELP: &str = "console input: Ctrl-] 1-9 selects VM n (creation order), \
-Ctrl-] ? shows this, Ctrl-] Ctrl-] sends Ctrl-]";
+Ctrl-] ? shows this, Ctrl-] s prints the VMs' CPU accounting, Ctrl-] Ctrl-] sends Ctrl-]";
 
 /// What to do with one input byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,8 @@ pub enum InputEvent {
     Switched { vm: usize },
     /// Print `HELP`, which VM has input (`InputSwitch::current`) and the list of VMs.
     ShowHelp,
+    /// Print every VM's CPU accounting (`sched::print_stats`).
+    ShowStats,
     /// `byte` followed the escape but means nothing (or names a VM that does not exist): it
     /// was dropped; tell the user.
     Invalid { byte: u8 },
@@ -79,6 +84,7 @@ impl InputSwitch {
         match byte {
             ESCAPE => self.to_current(ESCAPE),
             HELP_KEY => Some(InputEvent::ShowHelp),
+            STATS_KEY => Some(InputEvent::ShowStats),
             b'1'..=b'9' => {
                 let vm = usize::from(byte - b'1');
                 if vm < self.vm_count.min(SELECTABLE_VMS) {
@@ -185,6 +191,27 @@ mod tests {
         );
         assert_eq!(s.current(), 0);
         assert_eq!(s.feed(HELP_KEY), Some(to(0, b'?')), "a plain ? is input");
+    }
+
+    #[test]
+    fn s_asks_for_the_accounting() {
+        let mut s = InputSwitch::new(2);
+        assert_eq!(
+            feed_all(&mut s, &[ESCAPE, STATS_KEY]),
+            [InputEvent::ShowStats]
+        );
+        assert_eq!(s.current(), 0);
+        assert_eq!(s.feed(STATS_KEY), Some(to(0, b's')), "a plain s is input");
+        assert_eq!(
+            feed_all(&mut s, &[ESCAPE, b'S']),
+            [InputEvent::Invalid { byte: b'S' }]
+        );
+        // Even with no VM: the accounting is the hypervisor's.
+        let mut s = InputSwitch::new(0);
+        assert_eq!(
+            feed_all(&mut s, &[ESCAPE, STATS_KEY]),
+            [InputEvent::ShowStats]
+        );
     }
 
     #[test]

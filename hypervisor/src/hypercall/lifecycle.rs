@@ -7,6 +7,7 @@
 //! that a failure leaves the VM and the disk as they were (spec 7.1). Every operation runs
 //! under the life-cycle lock.
 
+use crate::arch::pmu::Meter;
 use crate::storage::{ImagePart, StoreError, VmArea, VmEntry};
 use crate::vm::lifecycle;
 use crate::vm::{StopReason, Vm, VmState as HvState};
@@ -63,7 +64,8 @@ fn store_status(e: StoreError) -> Status {
 fn with_store<R>(
     f: impl FnOnce(&mut crate::storage::Store<crate::storage::Disk>) -> Result<R, StoreError>,
 ) -> Result<R, Status> {
-    match crate::storage::with_store(f) {
+    // Disk I/O is left out of the benchmarks' instruction counts (reported apart).
+    match crate::arch::pmu::exclude(|| crate::storage::with_store(f)) {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) | Err(e) => Err(store_status(e)),
     }
@@ -113,6 +115,7 @@ fn phys_bytes(pa: u64, len: u64) -> &'static mut [u8] {
 /// `HV_MGMT_VM_CREATE`.
 pub fn create(req: &VmCreate) -> Result<u32, Status> {
     let _guard = lifecycle::lock();
+    let meter = Meter::start();
     if lifecycle::fault_hit(FaultPoint::ImageRead) {
         return Err(Status::IoError);
     }
@@ -136,22 +139,28 @@ pub fn create(req: &VmCreate) -> Result<u32, Status> {
         }
     };
     NEXT_ID.store(id + 1, Ordering::Relaxed);
-    crate::hv_record!(
-        "vm-create id={} name={} image={} ram={} pa={:#x} cpu={} running={}",
-        id,
-        vm.name,
-        req.image,
-        vm.ram().size,
-        vm.ram().pa,
-        req.resources.cpu_pct,
-        req.running
-    );
+    let (ram, pa) = (vm.ram().size, vm.ram().pa);
     if req.running {
+        if meter.is_some() {
+            crate::sched::measure_first_entry(id);
+        }
         vm.power_on_boot_vcpu();
     } else {
         vm.power_off(StopReason::PowerOff);
     }
     let _ = save_record(vm, &m, req.resources);
+    let insns = Insns::of(meter);
+    crate::hv_record!(
+        "vm-create id={} name={} image={} ram={} pa={:#x} cpu={} running={}{}",
+        id,
+        vm.name,
+        req.image,
+        ram,
+        pa,
+        req.resources.cpu_pct,
+        req.running,
+        insns
+    );
     Ok(handle)
 }
 
@@ -363,7 +372,8 @@ pub fn suspend(vm: &'static Vm) -> Result<(), Status> {
         // A VM of the boot bundle has no suspend area.
         return Err(Status::NoStorage);
     }
-    let start = crate::arch::physical_count();
+    let meter = Meter::start();
+    let mut ram_ticks = 0;
     vm.suspend(|header, ram| {
         if header.len() as u64 > SUSPEND_RAM_OFFSET {
             log::error!(
@@ -373,18 +383,23 @@ pub fn suspend(vm: &'static Vm) -> Result<(), Status> {
             );
             return Err(Status::NoStorage);
         }
-        with_store(|s| {
-            s.vm_area_write(handle, VmArea::Suspend, 0, header)?;
+        with_store(|s| s.vm_area_write(handle, VmArea::Suspend, 0, header))?;
+        let t = crate::arch::physical_count();
+        let written = with_store(|s| {
             s.vm_area_write(handle, VmArea::Suspend, SUSPEND_RAM_OFFSET, ram)?;
             s.flush()
-        })
+        });
+        ram_ticks = crate::arch::physical_count() - t;
+        written
     })?;
+    let insns = Insns::of(meter);
     crate::hv_record!(
-        "vm-suspend id={} name={} bytes={} ticks={}",
+        "vm-suspend id={} name={} bytes={}{}{}",
         vm.id,
         vm.name,
         vm.ram().size,
-        crate::arch::physical_count() - start
+        Rate(vm.ram().size, ram_ticks),
+        insns
     );
     update_record(vm);
     Ok(())
@@ -394,19 +409,59 @@ pub fn suspend(vm: &'static Vm) -> Result<(), Status> {
 pub fn resume(vm: &'static Vm) -> Result<(), Status> {
     let _guard = lifecycle::lock();
     let handle = vm.id as u32;
-    let start = crate::arch::physical_count();
+    let meter = Meter::start();
+    let mut ram_ticks = 0;
     vm.resume(|ram| {
-        with_store(|s| s.vm_area_read(handle, VmArea::Suspend, SUSPEND_RAM_OFFSET, ram))
+        let t = crate::arch::physical_count();
+        let read = with_store(|s| s.vm_area_read(handle, VmArea::Suspend, SUSPEND_RAM_OFFSET, ram));
+        ram_ticks = crate::arch::physical_count() - t;
+        read
     })?;
+    let insns = Insns::of(meter);
     crate::hv_record!(
-        "vm-resume id={} name={} pa={:#x} ticks={}",
+        "vm-resume id={} name={} pa={:#x}{}{}",
         vm.id,
         vm.name,
         vm.ram().pa,
-        crate::arch::physical_count() - start
+        Rate(vm.ram().size, ram_ticks),
+        insns
     );
     update_record(vm);
     Ok(())
+}
+
+/// ` el2_insns=N excluded_insns=M` of a meter (benchmarks), or nothing without one. Read
+/// when made, before the record is formatted and printed (logging is not the operation).
+struct Insns(Option<(u64, u64)>);
+
+impl Insns {
+    fn of(meter: Option<Meter>) -> Insns {
+        Insns(meter.map(Meter::finish))
+    }
+}
+
+impl core::fmt::Display for Insns {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if let Some((insns, excluded)) = self.0 {
+            write!(f, " el2_insns={insns} excluded_insns={excluded}")?;
+        }
+        Ok(())
+    }
+}
+
+/// ` ram_us=T mib_per_s=R`: `bytes` moved in `ticks` of the counter.
+struct Rate(u64, u64);
+
+impl core::fmt::Display for Rate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let freq = crate::arch::counter_frequency().max(1) as u128;
+        let us = self.1 as u128 * 1_000_000 / freq;
+        let mib_per_s = (self.0 as u128 * freq)
+            .checked_div(self.1 as u128)
+            .unwrap_or(0)
+            >> 20;
+        write!(f, " ram_us={us} mib_per_s={mib_per_s}")
+    }
 }
 
 /// The disk record follows the state (best effort: the state in memory is the truth while

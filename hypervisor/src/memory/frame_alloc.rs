@@ -137,6 +137,27 @@ impl Region {
         None
     }
 
+    /// The first frame of the run of used frames that ends at or contains frame `used` (which
+    /// is used): scans down a word at a time.
+    fn used_run_start(&self, used: u64) -> u64 {
+        let mut frame = used;
+        loop {
+            let word = self.bitmap[(frame / BITS_PER_WORD) as usize];
+            let bit = frame % BITS_PER_WORD;
+            // The bits of this word from `bit` down, shifted to the top: their run of ones.
+            let shifted = word << (BITS_PER_WORD - 1 - bit);
+            let ones = shifted.leading_ones() as u64;
+            if ones <= bit {
+                return frame + 1 - ones;
+            }
+            // The whole word up to `bit` is used: go on below it.
+            if frame < bit + 1 {
+                return 0;
+            }
+            frame -= bit + 1;
+        }
+    }
+
     /// Marks `[first, first + count)` used (`used == true`) or free, and adjusts `free_frames`.
     /// The caller has checked that every frame changes state.
     fn set_range(&mut self, first: u64, count: u64, used: bool) {
@@ -193,7 +214,10 @@ impl Region {
             let first = self.frame_index(base);
             match self.highest_used_in(first, frames) {
                 None => return Some(base),
-                Some(used) => candidate_end = self.start + used * FRAME_SIZE,
+                // The next candidate ends below the whole run of used frames this one ends
+                // in: stepping one frame at a time through a large used block would make
+                // the search linear in its size.
+                Some(used) => candidate_end = self.start + self.used_run_start(used) * FRAME_SIZE,
             }
         }
     }
@@ -562,6 +586,28 @@ mod tests {
         assert_eq!(
             allocator.alloc_contiguous(FRAME_SIZE, FRAME_SIZE),
             Ok(top - FRAME_SIZE)
+        );
+    }
+
+    #[test]
+    fn a_request_below_a_large_used_block_skips_it_whole() {
+        // 64 MiB used near the top (a VM's RAM), 1 MiB free above it: a 2 MiB request must
+        // land below the block, found by skipping the block as a whole.
+        let mut allocator = allocator_with(&[(RAM_BASE, RAM_BASE + 128 * MIB)]);
+        let top = RAM_BASE + 128 * MIB;
+        allocator.alloc_at(top - 65 * MIB, 64 * MIB).unwrap();
+        let below = allocator.alloc_contiguous(2 * MIB, FRAME_SIZE).unwrap();
+        assert_eq!(below, top - 67 * MIB);
+        // Runs that start in the middle of a word, and one that reaches frame 0.
+        let r = &allocator.regions[0];
+        let first_used = r.frame_index(top - 67 * MIB);
+        assert_eq!(r.used_run_start(first_used + 300), first_used);
+        let mut all = allocator_with(&[(RAM_BASE, RAM_BASE + MIB)]);
+        all.alloc_at(RAM_BASE, MIB).unwrap();
+        assert_eq!(all.regions[0].used_run_start(255), 0);
+        assert_eq!(
+            all.alloc_contiguous(FRAME_SIZE, FRAME_SIZE),
+            Err(FrameError::OutOfMemory)
         );
     }
 

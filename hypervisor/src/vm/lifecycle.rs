@@ -200,7 +200,7 @@ impl Vm {
             return Err(e);
         }
         // The vCPUs may run with their caches off: RAM must be visible to them.
-        crate::arch::clean_dcache_range(ram.pa, ram.size);
+        crate::arch::pmu::exclude(|| crate::arch::clean_dcache_range(ram.pa, ram.size));
         let root = stage2.root_address();
         *self.stage2.lock() = Some(Stage2(stage2));
         // SAFETY: suspended: no vCPU of this VM is loaded or can be picked; the caller holds

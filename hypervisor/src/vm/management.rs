@@ -13,8 +13,8 @@ pub const RAM: u64 = 64 << 20;
 /// Where its RAM is in its IPA space: where the agent is linked (linker/guest.ld).
 pub const IPA_BASE: u64 = 0x8000_0000;
 
-/// The management VM's boot entry, if an agent is embedded.
-pub fn spec() -> Option<VmSpec<'static>> {
+/// The management VM's boot entry, if an agent is embedded; with the PMU for benchmarks.
+pub fn spec(pmu: bool) -> Option<VmSpec<'static>> {
     if AGENT.is_empty() {
         return None;
     }
@@ -28,7 +28,12 @@ pub fn spec() -> Option<VmSpec<'static>> {
         cmdline: "",
         initrd: &[],
         vcpus: 1,
-        flags: VmFlags(VmFlags::ELF | VmFlags::PLATFORM | VmFlags::MANAGEMENT),
+        flags: VmFlags(
+            VmFlags::ELF
+                | VmFlags::PLATFORM
+                | VmFlags::MANAGEMENT
+                | if pmu { VmFlags::PMU } else { 0 },
+        ),
         start_after: None,
         fixed_pa: None,
         cpu_pct: None,

@@ -4,7 +4,8 @@
 //! - `heap`: the global allocator over a static array;
 //! - `console`: output through `HV_CONSOLE_WRITE`, input from the emulated PL011;
 //! - `hvcalls`: the [`Hypervisor`](mgmt_agent::Hypervisor) trait over the management
-//!   hypercalls.
+//!   hypercalls;
+//! - `pmu`: the counter the hypervisor's benchmarks read, when this VM has the PMU.
 //!
 //! The VM runs on one vCPU at EL1 with the MMU off and every interrupt masked (entry contract,
 //! docs/architecture.md "Guests"), so nothing here is ever re-entered, and there are no
@@ -14,6 +15,7 @@ mod console;
 mod entry;
 mod heap;
 mod hvcalls;
+mod pmu;
 
 use abi::ids::{HV_ABI_VERSION, HV_YIELD};
 use mgmt_agent::shell::{fit, notice_line, Input, LineReader, Shell, CONSOLE_LINE_MAX};
@@ -39,6 +41,7 @@ fn print_notices(agent: &mut Agent<hvcalls::HvCalls>) {
 /// agent needs comes through hypercalls).
 fn agent_main(_dtb_ipa: u64) -> ! {
     heap::init();
+    pmu::setup();
     let hv = hvcalls::HvCalls::take();
     let config = AgentConfig {
         fw_version: abi_version(),

@@ -124,6 +124,23 @@ test!(
 );
 
 test!(
+    fn management_calls_denied() {
+        // Not the management VM: every management call is refused before its arguments are
+        // looked at, whatever they are (a valid page of ours included), and changes nothing.
+        let page = guests::mgmt::page_ipa();
+        for function in abi::mgmt::MGMT_FIRST..=abi::mgmt::MGMT_LAST {
+            for args in [NO_ARGS, [page, page, 1], [1, page, 16]] {
+                check_eq!(
+                    status(hvc(function, args)),
+                    Status::Denied as i64,
+                    "management call {function:#x} with {args:#x?}"
+                );
+            }
+        }
+    }
+);
+
+test!(
     fn console_write_bad_pointers() {
         /// Any short length will do: these buffers are refused before a byte is read.
         const LEN: u64 = 8;

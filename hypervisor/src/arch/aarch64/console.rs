@@ -103,6 +103,7 @@ pub fn handle_input() {
                     log::info!("{mark} {}: {}", i + 1, vm.name);
                 }
             }
+            Some(InputEvent::ShowStats) => crate::sched::print_stats(),
             Some(InputEvent::Invalid { byte }) => {
                 log::info!("console: no action for Ctrl-] {byte:#04x}")
             }

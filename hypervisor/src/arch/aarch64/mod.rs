@@ -13,6 +13,7 @@ pub mod idregs;
 pub mod mmu;
 pub mod percpu;
 pub mod pl011;
+pub mod pmu;
 pub mod timer;
 pub mod traps;
 pub mod vcpu_if;
