@@ -216,14 +216,7 @@ mod target {
 
     /// The VirMO percentage `vm` will have from the next period.
     pub fn next_quota(vm: usize) -> Option<u8> {
-        with(|g| {
-            g.quota
-                .next_quotas()
-                .into_iter()
-                .find(|&(id, _)| id as usize == vm)
-                .map(|(_, p)| p)
-        })
-        .flatten()
+        with(|g| g.quota.next_quota(vm as u16)).flatten()
     }
 
     /// The sum of the VirMO percentages from the next period on.

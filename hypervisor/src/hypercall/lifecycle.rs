@@ -41,6 +41,7 @@ const SUSPEND_RAM_OFFSET: u64 = diskfmt::SUSPEND_HEADER_BYTES;
 
 /// Boot: ids after those of the boot bundle's VMs; fault injection as the bundle says.
 pub fn init(first_free_id: usize, fault_injection: bool) {
+    lifecycle::init();
     NEXT_ID.store(first_free_id, Ordering::Relaxed);
     FAULT_INJECTION.store(fault_injection, Ordering::Relaxed);
 }

@@ -708,6 +708,15 @@ impl Scheduler {
             .collect()
     }
 
+    /// The VirMO percentage `vm` will have from the next period (without allocating).
+    pub fn next_quota(&self, vm: VmId) -> Option<u8> {
+        let i = self.find_vm(vm)?;
+        Some(match &self.pending {
+            Some(p) => p.pct[i],
+            None => self.vms[i].pct,
+        })
+    }
+
     /// The physical CPU whose queue `vcpu` is in.
     pub fn placement(&self, vcpu: VcpuId) -> Option<usize> {
         self.find_vcpu(vcpu).map(|j| self.vcpus[j].pcpu)

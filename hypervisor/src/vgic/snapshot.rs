@@ -37,6 +37,14 @@ impl Writer<'_> {
     pub fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
+    /// Many words at once: one resize, then fixed-size stores.
+    pub fn words(&mut self, words: &[u64]) {
+        let start = self.0.len();
+        self.0.resize(start + words.len() * 8, 0);
+        for (dst, w) in self.0[start..].chunks_exact_mut(8).zip(words) {
+            dst.copy_from_slice(&w.to_le_bytes());
+        }
+    }
 }
 
 /// Reads little-endian values, refusing to run past the end.
@@ -67,6 +75,16 @@ impl<'a> Reader<'a> {
         let mut b = [0; 8];
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
+    }
+    /// Fills `out` with the next `out.len()` words.
+    pub fn words(&mut self, out: &mut [u64]) -> Result<(), SnapshotError> {
+        let bytes = self.take(out.len() * 8)?;
+        for (w, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut a = [0; 8];
+            a.copy_from_slice(b);
+            *w = u64::from_le_bytes(a);
+        }
+        Ok(())
     }
     /// Bytes read so far.
     pub fn position(&self) -> usize {

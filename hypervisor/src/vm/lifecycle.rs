@@ -20,6 +20,17 @@ use spin::{Mutex, MutexGuard};
 /// One life-cycle operation at a time, device-wide.
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// The buffer suspends encode a VM's state into (`snapshot`), reserved at boot.
+static SNAPSHOT: Mutex<alloc::vec::Vec<u8>> = Mutex::new(alloc::vec::Vec::new());
+
+/// Boot: reserves the snapshot buffer (the size of a suspend header), so that a suspend does
+/// not allocate.
+pub fn init() {
+    SNAPSHOT
+        .lock()
+        .reserve(diskfmt::SUSPEND_HEADER_BYTES as usize);
+}
+
 /// Takes the life-cycle lock.
 pub fn lock() -> MutexGuard<'static, ()> {
     LOCK.lock()
@@ -151,7 +162,9 @@ impl Vm {
                 p.unlist_all(v.index, unsafe { &mut v.ctx().vif });
             }
         }
-        let header = self.snapshot(vcount);
+        // One buffer for every suspend (under the life-cycle lock), kept between them.
+        let mut header = SNAPSHOT.lock();
+        self.snapshot(vcount, &mut header);
         let ram = self.ram();
         let saved = if self.state() == VmState::Suspending {
             save(&header, ram_bytes(ram.pa, ram.size))

@@ -584,7 +584,7 @@ impl Vm {
         {
             log::error!("VM {}: freeing its RAM failed: {e:?}", self.name);
         }
-        log::info!(
+        log::debug!(
             "VM {} released {} KiB of RAM (zeroed)",
             self.name,
             self.ram().size >> 10

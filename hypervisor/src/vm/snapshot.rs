@@ -70,17 +70,11 @@ fn save_vcpu(w: &mut Writer, ctx: &VcpuContext, power: Power) {
             w.u64(context);
         }
     }
-    for &x in &ctx.regs.x {
-        w.u64(x);
-    }
+    w.words(&ctx.regs.x);
     w.u64(ctx.elr);
     w.u64(ctx.spsr);
-    for &x in el1_words(&ctx.sys) {
-        w.u64(x);
-    }
-    for &x in fp_words(&ctx.fp) {
-        w.u64(x);
-    }
+    w.words(el1_words(&ctx.sys));
+    w.words(fp_words(&ctx.fp));
     debug_assert_eq!(ctx.vif.live, 0, "list registers unlisted before saving");
     w.u64(ctx.vif.vmcr);
     w.u64(ctx.vif.ap1r0);
@@ -98,17 +92,11 @@ fn restore_vcpu(r: &mut Reader, ctx: &mut VcpuContext) -> Result<Power, Snapshot
         2 => Power::Pending { entry, context },
         _ => return Err(SnapshotError::Mismatch),
     };
-    for x in ctx.regs.x.iter_mut() {
-        *x = r.u64()?;
-    }
+    r.words(&mut ctx.regs.x)?;
     ctx.elr = r.u64()?;
     ctx.spsr = r.u64()?;
-    for x in el1_words_mut(&mut ctx.sys) {
-        *x = r.u64()?;
-    }
-    for x in fp_words_mut(&mut ctx.fp) {
-        *x = r.u64()?;
-    }
+    r.words(el1_words_mut(&mut ctx.sys))?;
+    r.words(fp_words_mut(&mut ctx.fp))?;
     ctx.vif.lrs = [0; crate::arch::vcpu_if::MAX_LRS];
     ctx.vif.live = 0;
     ctx.vif.vmcr = r.u64()?;
@@ -126,21 +114,27 @@ fn restore_vcpu(r: &mut Reader, ctx: &mut VcpuContext) -> Result<Power, Snapshot
 /// FNV-1a over the little-endian 64-bit words of `data` (the last one zero padded), then its
 /// length: a check of the header's integrity at a few instructions per word.
 fn check_word(data: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for chunk in data.chunks(8) {
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
+    for chunk in words {
         let mut w = [0u8; 8];
-        w[..chunk.len()].copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x0000_0100_0000_01b3);
+        w.copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(PRIME);
     }
-    (h ^ data.len() as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    let mut w = [0u8; 8];
+    w[..tail.len()].copy_from_slice(tail);
+    h = (h ^ u64::from_le_bytes(w)).wrapping_mul(PRIME);
+    (h ^ data.len() as u64).wrapping_mul(PRIME)
 }
 
 impl Vm {
     /// The VM's state as the suspend header holds it. Its vCPUs must be unloaded, their lazy
     /// state reclaimed and their list registers unlisted (`lifecycle`).
-    pub(super) fn snapshot(&self, vcount: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4096);
-        let mut w = Writer(&mut out);
+    pub(super) fn snapshot(&self, vcount: u64, out: &mut Vec<u8>) {
+        out.clear();
+        let mut w = Writer(out);
         w.u32(MAGIC);
         w.u32(LAYOUT);
         w.u32(self.vcpus.len() as u32);
@@ -155,7 +149,7 @@ impl Vm {
             Some(p) => {
                 w.u8(1);
                 p.vgic.lock().save(w.0);
-                let mut w = Writer(&mut out);
+                let mut w = Writer(w.0);
                 let (regs, rx) = p.uart.lock().model.save();
                 for r in regs {
                     w.u32(r);
@@ -166,9 +160,8 @@ impl Vm {
                 }
             }
         }
-        let check = check_word(&out);
-        Writer(&mut out).u64(check);
-        out
+        let check = check_word(out);
+        Writer(out).u64(check);
     }
 
     /// Puts the state `snapshot` wrote into this VM (created powered off, never run), and
