@@ -124,9 +124,11 @@ fn vm_state(vm: &Vm) -> VmState {
     match vm.state() {
         HvState::Running | HvState::Resetting | HvState::Suspending => VmState::Running,
         HvState::Suspended => VmState::Suspended,
-        HvState::Held | HvState::Stopped(_) | HvState::Releasing(_) | HvState::Released(_) => {
-            VmState::PoweredOff
-        }
+        HvState::Held
+        | HvState::Stopped(_)
+        | HvState::Releasing(_)
+        | HvState::ReleasePending(_)
+        | HvState::Released(_) => VmState::PoweredOff,
     }
 }
 

@@ -84,7 +84,9 @@ impl Vm {
 
     /// Powers the VM off (from any state but powered off) and waits until its RAM is zeroed
     /// and free. A suspended VM has no RAM: it is powered off at once.
+    /// The RAM is zeroed here, on the caller's CPU, not on the CPU its last vCPU leaves.
     pub fn power_off(&self, reason: StopReason) {
+        self.release_by_caller.store(true, Ordering::Release);
         self.stop(reason);
         if self.loaded.load(Ordering::Acquire) == 0 {
             self.after_unload();
@@ -92,6 +94,18 @@ impl Vm {
         loop {
             match self.state() {
                 VmState::Released(_) => break,
+                VmState::ReleasePending(reason) => {
+                    {
+                        let mut state = self.state.lock();
+                        self.set_state(&mut state, VmState::Releasing(reason));
+                    }
+                    self.release();
+                    let mut state = self.state.lock();
+                    self.set_state(&mut state, VmState::Released(reason));
+                    break;
+                }
+                // Another CPU releases it (it stopped itself first): wait.
+                VmState::Releasing(_) => {}
                 _ => {
                     self.evict_vcpus();
                     self.after_unload();
@@ -99,6 +113,7 @@ impl Vm {
             }
             core::hint::spin_loop();
         }
+        self.release_by_caller.store(false, Ordering::Release);
     }
 
     /// Boots a powered-off VM again from its image: new RAM (anywhere free), the image loaded,

@@ -181,6 +181,9 @@ pub enum VmState {
     Stopped(StopReason),
     /// Its RAM is being zeroed and returned (by exactly one physical CPU).
     Releasing(StopReason),
+    /// Stopped and unloaded; its RAM is released by the management call that stopped it
+    /// (`lifecycle::power_off`), on that call's CPU.
+    ReleasePending(StopReason),
     /// Stopped and its RAM zeroed and returned: powered off.
     Released(StopReason),
     /// Being suspended: its vCPUs leave their physical CPUs, then its RAM goes to disk.
@@ -210,6 +213,9 @@ pub struct Vm {
     /// CNTVOFF_EL2: the physical count when the VM was created, so its virtual clock starts
     /// near zero.
     pub cntvoff: AtomicU64,
+    /// A management call stopping the VM will release its RAM itself (`lifecycle`), not the
+    /// CPU that unloads its last vCPU.
+    pub(super) release_by_caller: AtomicBool,
     /// While suspended: its virtual count when it stopped (resume continues from there).
     pub(super) suspended_vcount: AtomicU64,
     pub start_after: Option<usize>,
@@ -373,6 +379,7 @@ impl Vm {
             management: spec.flags.management(),
             cntvoff: AtomicU64::new(crate::arch::physical_count()),
             suspended_vcount: AtomicU64::new(0),
+            release_by_caller: AtomicBool::new(false),
             start_after: spec.start_after,
             entry: spec.ipa_base + layout.entry_offset,
             dtb_ipa: spec.ipa_base + layout.dtb_offset,
@@ -509,7 +516,10 @@ impl Vm {
                 }
                 // Nothing to release: its RAM is on disk.
                 VmState::Suspended => self.set_state(&mut state, VmState::Released(reason)),
-                VmState::Stopped(_) | VmState::Releasing(_) | VmState::Released(_) => return,
+                VmState::Stopped(_)
+                | VmState::Releasing(_)
+                | VmState::ReleasePending(_)
+                | VmState::Released(_) => return,
             }
         }
         for vcpu in &self.vcpus {
@@ -546,6 +556,12 @@ impl Vm {
         }
         let mut state = self.state.lock();
         match *state {
+            // A management call that stops the VM releases the RAM itself, on its own CPU:
+            // zeroing a large VM's RAM here would stall this CPU's other vCPUs. Decided under
+            // the state lock, so exactly one CPU releases.
+            VmState::Stopped(reason) if self.release_by_caller.load(Ordering::Acquire) => {
+                self.set_state(&mut state, VmState::ReleasePending(reason));
+            }
             VmState::Stopped(reason) => {
                 self.set_state(&mut state, VmState::Releasing(reason));
                 drop(state);
