@@ -12,6 +12,7 @@ pub mod junit;
 pub mod layout;
 pub mod linux;
 pub mod mgmt;
+pub mod mgmt_suites;
 pub mod monitor;
 pub mod qemu;
 pub mod report;
@@ -38,13 +39,11 @@ use suites::{GuestImages, Symbols, ALL_SUITES, TEST_SUITES};
 /// Suites that are defined and listed but not run by default (`cargo xtask test
 /// --include-pending` runs them, and so does naming one with `--suite`), with the reason; they
 /// are reported as skipped. Remove a suite from here when what it tests has landed.
-pub const PENDING_SUITES: &[(&str, &str)] = &[
-    (
-        "sched_shares_two_cpus",
-        "pending: QEMU 7.2's -icount round robin starves the second CPU (fixed in QEMU 8.1 by \
+pub const PENDING_SUITES: &[(&str, &str)] = &[(
+    "sched_shares_two_cpus",
+    "pending: QEMU 7.2's -icount round robin starves the second CPU (fixed in QEMU 8.1 by \
          `accel/tcg/tcg-accel-ops-rr: ensure fairness with icount`); docs/scheduler.md",
-    ),
-];
+)];
 
 /// Why suite `name` is pending, if it is.
 pub fn pending_reason(name: &str) -> Option<&'static str> {
@@ -62,6 +61,7 @@ pub fn all_suite_names() -> Vec<&'static str> {
         .chain(linux::LINUX_SUITES)
         .chain(formats::FORMAT_SUITES)
         .chain(disk::DISK_SUITES)
+        .chain(mgmt_suites::MGMT_SUITES)
         .copied()
         .collect()
 }
@@ -73,6 +73,7 @@ pub fn test_suite_names() -> Vec<&'static str> {
         .chain(linux::LINUX_SUITES)
         .chain(formats::FORMAT_SUITES)
         .chain(disk::DISK_SUITES)
+        .chain(mgmt_suites::MGMT_SUITES)
         .copied()
         .collect()
 }
@@ -80,6 +81,7 @@ pub fn test_suite_names() -> Vec<&'static str> {
 /// Whether suite `name` boots Linux guests (and so needs [`Artifacts::linux`]).
 pub fn needs_linux_images(name: &str) -> bool {
     linux::linux_suite_by_name(name).is_some_and(|s| formats::boots_linux(&s))
+        || mgmt_suites::needs_linux_images(name)
 }
 
 /// The built images the harness boots.
@@ -268,6 +270,9 @@ pub fn run_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> SuiteRepo
     }
     if name == disk::DISK_SUITE {
         return disk::run_disk_suite(artifacts, out_dir);
+    }
+    if mgmt_suites::is_mgmt_suite(name) {
+        return mgmt_suites::run_mgmt_suite(name, artifacts, out_dir);
     }
     if let Some(suite) = linux::linux_suite_by_name(name) {
         return run_linux_suite(&suite, artifacts, out_dir);

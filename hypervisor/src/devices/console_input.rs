@@ -57,6 +57,15 @@ pub struct InputSwitch {
 
 impl InputSwitch {
     /// Input starts with the first VM (index 0). With no VM at all, bytes are dropped.
+    /// The number of VMs changed (created or deleted): the digits reach the new ones. If the
+    /// VM that had input is gone, input goes to the first VM.
+    pub fn set_vm_count(&mut self, vm_count: usize) {
+        self.vm_count = vm_count;
+        if self.current >= vm_count {
+            self.current = 0;
+        }
+    }
+
     pub fn new(vm_count: usize) -> Self {
         InputSwitch {
             vm_count,
@@ -247,6 +256,25 @@ mod tests {
         let mut s = InputSwitch::new(2);
         assert_eq!(feed_all(&mut s, b"ab\x1d"), [to(0, b'a'), to(0, b'b')]);
         assert_eq!(s.feed(b'2'), Some(InputEvent::Switched { vm: 1 }));
+    }
+
+    #[test]
+    fn vms_created_later_can_be_selected_and_a_deleted_one_gives_input_back() {
+        // The management VM alone, then it creates a VM: Ctrl-] 2 must reach it.
+        let mut s = InputSwitch::new(1);
+        assert_eq!(
+            feed_all(&mut s, &[ESCAPE, b'2']),
+            [InputEvent::Invalid { byte: b'2' }]
+        );
+        s.set_vm_count(2);
+        assert_eq!(
+            feed_all(&mut s, &[ESCAPE, b'2', b'x']),
+            [InputEvent::Switched { vm: 1 }, to(1, b'x')]
+        );
+        // It is deleted: input goes back to the first VM.
+        s.set_vm_count(1);
+        assert_eq!(s.current(), 0);
+        assert_eq!(feed_all(&mut s, b"y"), [to(0, b'y')]);
     }
 
     #[test]

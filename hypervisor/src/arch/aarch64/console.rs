@@ -72,18 +72,35 @@ static INPUT: Mutex<Option<InputSwitch>> = Mutex::new(None);
 /// The console received data: route every byte to the VM that has input (see
 /// `devices::console_input` for the escape sequence).
 pub fn handle_input() {
-    let mut bytes: heapless::Vec<u8, 64> = heapless::Vec::new();
-    if let Some(uart) = UART.lock().as_ref() {
-        while let Some(b) = uart.read_byte() {
-            if bytes.push(b).is_err() {
-                break;
+    // Read in chunks (without the UART lock while routing, which may log), until the UART's
+    // FIFO is empty: no byte is read and then dropped.
+    loop {
+        let mut bytes: heapless::Vec<u8, 64> = heapless::Vec::new();
+        if let Some(uart) = UART.lock().as_ref() {
+            while !bytes.is_full() {
+                match uart.read_byte() {
+                    Some(b) => {
+                        let _ = bytes.push(b);
+                    }
+                    None => break,
+                }
             }
         }
+        if bytes.is_empty() {
+            return;
+        }
+        route_input(&bytes);
     }
+}
+
+/// Routes console bytes: to the VM that has input, or to the escape sequence.
+fn route_input(bytes: &[u8]) {
     let vms = crate::vm_table::all();
     let mut input = INPUT.lock();
     let switch = input.get_or_insert_with(|| InputSwitch::new(vms.len()));
-    for b in bytes {
+    // VMs come and go (the management VM creates and deletes them).
+    switch.set_vm_count(vms.len());
+    for &b in bytes {
         match switch.feed(b) {
             Some(InputEvent::ToVm { vm, byte }) => {
                 if let Some(vm) = vms.get(vm) {
