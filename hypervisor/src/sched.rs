@@ -271,12 +271,12 @@ mod target {
         /// `run_next` with a full decision of the quota scheduler.
         #[inline(never)]
         fn run_next_full(&mut self, me: usize) -> *mut GuestRegs {
-            // Each decision is measured from its start: the one that first enters the VM
-            // reports its own cost.
-            if FIRST_ENTRY.load(Ordering::Relaxed) != NO_VM {
-                self.probe = crate::arch::pmu::Meter::start_plain();
-            }
             loop {
+                // Each decision is measured from its start (not from before an idle wait):
+                // the one that first enters the VM reports its own cost.
+                if FIRST_ENTRY.load(Ordering::Relaxed) != NO_VM {
+                    self.probe = crate::arch::pmu::Meter::start_plain();
+                }
                 let now = crate::arch::physical_count();
                 let turn_end = core::mem::replace(&mut self.turn_end, TurnEnd::Other);
                 let wake_at = if turn_end == TurnEnd::Wfi {

@@ -21,10 +21,8 @@ mod target {
                 .lock()
                 .alloc_contiguous(FRAME_SIZE, FRAME_SIZE)
                 .ok()?;
-            let table = pa as *mut [u64; 512];
-            // SAFETY: the frame was just allocated to us and is identity mapped read-write.
-            unsafe { table.write_bytes(0, 1) };
-            NonNull::new(table)
+            crate::arch::zero_range(pa, FRAME_SIZE);
+            NonNull::new(pa as *mut [u64; 512])
         }
 
         fn free_table(&mut self, table: NonNull<[u64; 512]>) {

@@ -37,12 +37,20 @@ impl Writer<'_> {
     pub fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    /// Many words at once: one resize, then fixed-size stores.
+    /// Many words at once: on a little-endian CPU their memory is their encoding, copied in
+    /// one go.
     pub fn words(&mut self, words: &[u64]) {
-        let start = self.0.len();
-        self.0.resize(start + words.len() * 8, 0);
-        for (dst, w) in self.0[start..].chunks_exact_mut(8).zip(words) {
-            dst.copy_from_slice(&w.to_le_bytes());
+        #[cfg(target_endian = "little")]
+        {
+            // SAFETY: any u64 is 8 initialised bytes; the slice covers exactly `words`.
+            let bytes = unsafe {
+                core::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8)
+            };
+            self.0.extend_from_slice(bytes);
+        }
+        #[cfg(not(target_endian = "little"))]
+        for w in words {
+            self.u64(*w);
         }
     }
 }
@@ -238,6 +246,23 @@ mod tests {
             spis: 64,
             version,
         }
+    }
+
+    #[test]
+    fn words_are_written_little_endian_and_read_back() {
+        let words = [0x0102_0304_0506_0708u64, u64::MAX, 0];
+        let mut out = Vec::new();
+        let mut w = Writer(&mut out);
+        w.u8(9);
+        w.words(&words);
+        assert_eq!(out.len(), 1 + 24);
+        assert_eq!(&out[1..9], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        let mut r = Reader::new(&out);
+        assert_eq!(r.u8(), Ok(9));
+        let mut back = [1u64; 3];
+        r.words(&mut back).unwrap();
+        assert_eq!(back, words);
+        assert_eq!(r.words(&mut back), Err(SnapshotError::Short));
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl Vm {
         .map_err(|_| Status::NoMemory)?;
         let bytes = ram_bytes(ram.pa, ram.size);
         if let Err(e) = load(bytes) {
-            bytes.fill(0);
+            crate::arch::zero_range(ram.pa, ram.size);
             stage2.destroy();
             let _ = crate::memory::FRAMES.lock().free(ram.pa, ram.size);
             return Err(e);

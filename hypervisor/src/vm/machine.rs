@@ -570,7 +570,7 @@ impl Vm {
                 self.set_state(&mut state, VmState::Released(reason));
             }
             VmState::Resetting => {
-                ram_bytes(self.ram().pa, self.ram().size).fill(0);
+                crate::arch::zero_range(self.ram().pa, self.ram().size);
                 if let Some(p) = &self.platform {
                     p.reset();
                 }
@@ -587,7 +587,7 @@ impl Vm {
     /// Zeroes the RAM, returns it to the frame allocator and forgets the VM's TLB entries.
     pub(super) fn release(&self) {
         crate::arch::pmu::exclude(|| {
-            ram_bytes(self.ram().pa, self.ram().size).fill(0);
+            crate::arch::zero_range(self.ram().pa, self.ram().size);
             crate::arch::clean_dcache_range(self.ram().pa, self.ram().size);
         });
         crate::arch::invalidate_vm_tlb(self.vmid, self.stage2_root());
@@ -629,7 +629,7 @@ pub(super) fn allocate_memory(
     };
     let ram = GuestRam { ipa, pa, size };
     let release_ram = || {
-        ram_bytes(pa, size).fill(0);
+        crate::arch::zero_range(pa, size);
         let _ = crate::memory::FRAMES.lock().free(pa, size);
     };
     let mut stage2 = match PageTable::new(Stage::Stage2, FrameTables) {
