@@ -351,6 +351,11 @@ pub struct PageTable<A: TableAllocator> {
     stage: Stage,
     allocator: A,
     root: Table,
+    /// The smallest range holding everything ever mapped (`[low, high)`, empty when
+    /// `low >= high`): every table page lies under it, so `destroy` walks only that part of
+    /// each table instead of all 512 entries of every one.
+    low: u64,
+    high: u64,
 }
 
 // SAFETY: the table pages are owned exclusively by the PageTable (like a Box), so moving it to
@@ -365,6 +370,8 @@ impl<A: TableAllocator> PageTable<A> {
             stage,
             allocator,
             root,
+            low: u64::MAX,
+            high: 0,
         })
     }
 
@@ -414,6 +421,9 @@ impl<A: TableAllocator> PageTable<A> {
             // The whole range was unmapped before, so removing everything in it (and the tables
             // that end up empty, including any just created) restores the previous state.
             self.remove_range(self.root, ROOT_LEVEL, input, input_end);
+        } else {
+            self.low = self.low.min(input);
+            self.high = self.high.max(input_end);
         }
         result
     }
@@ -460,7 +470,8 @@ impl<A: TableAllocator> PageTable<A> {
     /// longer be in use by any CPU (and their TLB entries invalidated before the pages are reused).
     pub fn destroy(mut self) -> A {
         let root = self.root;
-        self.free_tree(root, ROOT_LEVEL);
+        let (low, high) = (self.low, self.high);
+        self.free_tree(root, ROOT_LEVEL, low, high);
         self.allocator
     }
 
@@ -660,12 +671,22 @@ impl<A: TableAllocator> PageTable<A> {
     }
 
     /// Frees `table` and every table below it.
-    fn free_tree(&mut self, table: Table, level: usize) {
-        for index in 0..ENTRIES_PER_TABLE {
-            let descriptor = table.entry(index);
+    /// Frees `table` and the tables under its entries that cover `[start, end)`.
+    fn free_tree(&mut self, table: Table, level: usize, start: u64, end: u64) {
+        let size = entry_size(level);
+        let mut input = start;
+        while input < end {
+            let entry_end = end.min((input & !(size - 1)) + size);
+            let descriptor = table.entry(entry_index(level, input));
             if descriptor & DESCRIPTOR_VALID != 0 && is_table(level, descriptor) {
-                self.free_tree(Table::from_descriptor(descriptor), level + 1);
+                self.free_tree(
+                    Table::from_descriptor(descriptor),
+                    level + 1,
+                    input,
+                    entry_end,
+                );
             }
+            input = entry_end;
         }
         self.allocator.free_table(table.0);
     }

@@ -37,9 +37,13 @@ impl Writer<'_> {
     pub fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    /// Many words at once: on a little-endian CPU their memory is their encoding, copied in
-    /// one go.
+    /// Many words at once, 8-byte aligned in the output (zero padding first; `Reader::words`
+    /// skips it): on a little-endian CPU their memory is their encoding, copied in one go,
+    /// word by word since both sides are aligned.
     pub fn words(&mut self, words: &[u64]) {
+        while !self.0.len().is_multiple_of(8) {
+            self.0.push(0);
+        }
         #[cfg(target_endian = "little")]
         {
             // SAFETY: any u64 is 8 initialised bytes; the slice covers exactly `words`.
@@ -84,8 +88,10 @@ impl<'a> Reader<'a> {
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
     }
-    /// Fills `out` with the next `out.len()` words.
+    /// Fills `out` with the next `out.len()` words (after the padding `Writer::words` put).
     pub fn words(&mut self, out: &mut [u64]) -> Result<(), SnapshotError> {
+        let pad = self.at.next_multiple_of(8) - self.at;
+        self.take(pad)?;
         let bytes = self.take(out.len() * 8)?;
         for (w, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
             let mut a = [0; 8];
@@ -255,8 +261,10 @@ mod tests {
         let mut w = Writer(&mut out);
         w.u8(9);
         w.words(&words);
-        assert_eq!(out.len(), 1 + 24);
-        assert_eq!(&out[1..9], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        // Padded to a word boundary first.
+        assert_eq!(out.len(), 8 + 24);
+        assert_eq!(&out[1..8], &[0; 7]);
+        assert_eq!(&out[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
         let mut r = Reader::new(&out);
         assert_eq!(r.u8(), Ok(9));
         let mut back = [1u64; 3];

@@ -11,7 +11,10 @@
 //! virtual counter continues from the value it had (no jump: its timers keep their meaning).
 
 use super::machine::{allocate_memory, ram_bytes, CreateError, Memory, Stage2, StopReason};
+use super::ram::GuestRam;
 use super::{Power, Vm, VmState};
+use crate::memory::pagetable::PageTable;
+use crate::memory::FrameTables;
 use abi::mgmt::FaultPoint;
 use abi::Status;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -116,29 +119,42 @@ impl Vm {
         self.release_by_caller.store(false, Ordering::Release);
     }
 
-    /// Boots a powered-off VM again from its image: new RAM (anywhere free), the image loaded,
-    /// the devices reset. On error it stays powered off.
-    pub fn power_on(&self) -> Result<(), CreateError> {
-        if !matches!(self.state(), VmState::Released(_)) {
-            return Err(CreateError::WrongState);
-        }
+    /// RAM of the VM's size, anywhere free, and stage-2 tables mapping it (power on, resume).
+    fn new_memory(&self) -> Result<(GuestRam, PageTable<FrameTables>), CreateError> {
         let spec = self.spec;
-        let (ram, stage2) = allocate_memory(
+        allocate_memory(
             spec.ipa_base,
             spec.ram_size,
             spec.fixed_pa,
             self.platform.is_some(),
-        )?;
+        )
+    }
+
+    /// Makes `ram` and `stage2` the VM's.
+    ///
+    /// # Safety
+    /// As for `set_memory`: no vCPU of the VM loaded or runnable, the life-cycle lock held.
+    unsafe fn install_memory(&self, ram: GuestRam, stage2: PageTable<FrameTables>) {
         let root = stage2.root_address();
         *self.stage2.lock() = Some(Stage2(stage2));
-        // SAFETY: powered off: no vCPU of this VM is loaded or can be picked; the caller
-        // holds the life-cycle lock.
         unsafe {
             self.set_memory(Memory {
                 ram,
                 stage2_root: root,
             })
         };
+    }
+
+    /// Boots a powered-off VM again from its image: new RAM (anywhere free), the image loaded,
+    /// the devices reset. On error it stays powered off.
+    pub fn power_on(&self) -> Result<(), CreateError> {
+        if !matches!(self.state(), VmState::Released(_)) {
+            return Err(CreateError::WrongState);
+        }
+        let (ram, stage2) = self.new_memory()?;
+        // SAFETY: powered off: no vCPU of this VM is loaded or can be picked; the caller
+        // holds the life-cycle lock.
+        unsafe { self.install_memory(ram, stage2) };
         if let Some(p) = &self.platform {
             p.reset();
         }
@@ -212,14 +228,7 @@ impl Vm {
         if self.state() != VmState::Suspended {
             return Err(Status::WrongState);
         }
-        let spec = self.spec;
-        let (ram, stage2) = allocate_memory(
-            spec.ipa_base,
-            spec.ram_size,
-            spec.fixed_pa,
-            self.platform.is_some(),
-        )
-        .map_err(|_| Status::NoMemory)?;
+        let (ram, stage2) = self.new_memory().map_err(|_| Status::NoMemory)?;
         let bytes = ram_bytes(ram.pa, ram.size);
         if let Err(e) = load(bytes) {
             crate::arch::zero_range(ram.pa, ram.size);
@@ -229,16 +238,9 @@ impl Vm {
         }
         // The vCPUs may run with their caches off: RAM must be visible to them.
         crate::arch::pmu::exclude(|| crate::arch::clean_dcache_range(ram.pa, ram.size));
-        let root = stage2.root_address();
-        *self.stage2.lock() = Some(Stage2(stage2));
         // SAFETY: suspended: no vCPU of this VM is loaded or can be picked; the caller holds
         // the life-cycle lock.
-        unsafe {
-            self.set_memory(Memory {
-                ram,
-                stage2_root: root,
-            })
-        };
+        unsafe { self.install_memory(ram, stage2) };
         let vcount = self.suspended_vcount.load(Ordering::Relaxed);
         self.cntvoff.store(
             crate::arch::physical_count().wrapping_sub(vcount),

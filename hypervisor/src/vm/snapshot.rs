@@ -21,7 +21,7 @@ use alloc::vec::Vec;
 
 const MAGIC: u32 = 0x5353_5648; // "HVSS"
 /// Bumped whenever the encoding or a saved structure changes.
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 
 const EL1_WORDS: usize = core::mem::size_of::<El1SysRegs>() / 8;
 const FP_WORDS: usize = core::mem::size_of::<FpRegs>() / 8;
