@@ -101,12 +101,15 @@ pub fn create_vms(hw: &HwInfo, cpus: usize) {
                 continue;
             }
         };
-        if let Err(e) = crate::sched::add_vm(vm, pct) {
-            log::error!("VM {id} ({}) not scheduled: {e}", spec.name);
-            vm.stop(crate::vm::StopReason::Error);
-            vm.after_unload();
-            continue;
-        }
+        let pct = match schedule(vm, pct, spec.cpu_pct.is_none() && !spec.flags.management()) {
+            Ok(pct) => pct,
+            Err(e) => {
+                log::error!("VM {id} ({}) not scheduled: {e}", spec.name);
+                vm.stop(crate::vm::StopReason::Error);
+                vm.after_unload();
+                continue;
+            }
+        };
         crate::hv_record!(
             "vm-start id={} name={} vcpus={} ram={} pa={:#x} cpu={} cntvoff={:#x}",
             vm.id,
@@ -124,4 +127,29 @@ pub fn create_vms(hw: &HwInfo, cpus: usize) {
     }
     crate::hypercall::restore_from_disk();
     crate::sched::start();
+}
+
+/// Registers a boot VM with the quota scheduler at `pct`. A VM that was given no percentage
+/// (`defaulted`) and whose equal part cannot be placed on the CPUs (a 1-vCPU VM cannot use
+/// more than one CPU, and the management VM's share must fit beside it) gets the largest
+/// percentage below it that can, with a warning. Returns the percentage in force.
+fn schedule(
+    vm: &Vm,
+    pct: Option<u8>,
+    defaulted: bool,
+) -> Result<Option<u8>, crate::quota::QuotaError> {
+    match pct {
+        Some(wanted) if defaulted => {
+            let got = crate::sched::add_vm_fitting(vm, wanted)?;
+            if got != wanted {
+                log::warn!(
+                    "VM {}: an equal part ({wanted}%) of the CPU cannot be placed beside the \
+                     other VMs; it gets {got}% (give it cpu= to choose)",
+                    vm.name
+                );
+            }
+            Ok(Some(got))
+        }
+        _ => crate::sched::add_vm(vm, pct).map(|()| pct),
+    }
 }

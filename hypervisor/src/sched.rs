@@ -148,6 +148,13 @@ mod target {
         .unwrap_or(Ok(()))
     }
 
+    /// Registers a boot VM given an equal part of the CPU: that part, or the largest lower
+    /// one that can be placed (`quota::Scheduler::add_vm_fitting`); the percentage in force.
+    pub fn add_vm_fitting(vm: &Vm, pct: u8) -> Result<u8, QuotaError> {
+        let (id, vcpus) = (vm.id as u16, vm.vcpus.len() as u16);
+        with(|g| g.quota.add_vm_fitting(id, vcpus, pct as u32)).unwrap_or(Ok(pct))
+    }
+
     /// Begins the first period. Boot CPU, once the boot VMs are registered.
     pub fn start() {
         let now = crate::arch::physical_count();

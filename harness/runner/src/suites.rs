@@ -205,6 +205,7 @@ pub const TEST_SUITES: &[&str] = &[
     "sched_cap_alone",
     "sched_idle_wfi",
     "sched_quota_change",
+    "sched_default_shares_fit",
 ];
 
 /// Every suite name, including those only `cargo xtask bench` runs.
@@ -228,6 +229,7 @@ pub const ALL_SUITES: &[&str] = &[
     "sched_cap_alone",
     "sched_idle_wfi",
     "sched_quota_change",
+    "sched_default_shares_fit",
     "bench",
     "bench_virq",
     "bench_switch",
@@ -526,6 +528,24 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
                 min_windows: 20,
                 metric: None,
             }));
+            s
+        }
+        // A management VM (10 % of the device) and two 1-vCPU VMs given no percentage on two
+        // CPUs, as `cargo xtask run` boots them: the second VM's equal part (VirMO 50 %, 0.9
+        // CPU) cannot be placed beside the management VM's 0.2 CPU; it gets the largest share
+        // that can be, and both run at once.
+        "sched_default_shares_fit" => {
+            let spinner = |vm: &str| SuiteVm::new(vm, "spinner").cmdline("spin_ms=300");
+            let mut s = suite(
+                name,
+                2,
+                vec![spinner("mgmt").management(), spinner("a"), spinner("b")],
+            );
+            s.checks.push(Check::Overlap {
+                name: "overlap".into(),
+                test: "spin".into(),
+                vms: vec!["a".into(), "b".into()],
+            });
             s
         }
         // Two CPU-bound VMs on one physical CPU at the default period: the PMU guest counts
@@ -877,6 +897,11 @@ mod tests {
             suite_by_name("sched_shares_two_cpus", &Fake).unwrap().smp,
             2
         );
+        // The VMs of `cargo xtask run`: a management VM and two 1-vCPU VMs given no share.
+        let s = suite_by_name("sched_default_shares_fit", &Fake).unwrap();
+        assert_eq!(s.smp, 2);
+        assert!(s.vms[0].management && s.vms.iter().all(|v| v.cpu_pct.is_none()));
+        assert!(s.vms.iter().all(|v| v.vcpus == 1));
         // Next to a management VM, VirMO 50 % is 45 % of the device.
         let s = suite_by_name("sched_quota_change", &Fake).unwrap();
         assert!(s.vms[0].management && s.vms[1..].iter().all(|v| !v.management));

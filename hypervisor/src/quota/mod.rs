@@ -567,6 +567,22 @@ impl Scheduler {
         self.insert_vm(vm, vcpus, pct as u8)
     }
 
+    /// Adds a VM whose percentage nobody chose (a boot VM given an equal part of the CPU):
+    /// `pct`, or, if that share cannot be placed beside the others (a 1-vCPU VM cannot use
+    /// more than one physical CPU), the largest lower percentage that can. Returns the
+    /// percentage in force. Every other refusal is returned as it is.
+    pub fn add_vm_fitting(&mut self, vm: VmId, vcpus: u16, pct: u32) -> Result<u8, QuotaError> {
+        let mut pct = pct;
+        loop {
+            match self.add_vm(vm, vcpus, pct) {
+                Ok(()) => return Ok(pct as u8),
+                // A refused add leaves the scheduler as it was: try a smaller share.
+                Err(QuotaError::Unplaceable { .. }) if pct > 1 => pct -= 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Adds the management VM, at the board's share, in force from the next period.
     pub fn add_management_vm(&mut self, vcpus: u16) -> Result<(), QuotaError> {
         let m = self.cfg.management.ok_or(QuotaError::NoManagementVm)?;

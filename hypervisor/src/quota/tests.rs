@@ -641,6 +641,27 @@ fn zero_percent_vm_never_runs_but_keeps_its_state() {
 }
 
 #[test]
+fn defaulted_shares_shrink_until_they_fit() {
+    // The management VM at 10 % of two CPUs (0.2 CPU) and two 1-vCPU VMs given 50 % each
+    // (1 CPU each): the second cannot be placed at 50 %; it gets the largest share that can.
+    let cfg = Config::new(2, PERIOD).with_management(9, 10);
+    let mut s = Scheduler::new(cfg).unwrap();
+    s.add_management_vm(1).unwrap();
+    assert_eq!(s.add_vm_fitting(1, 1, 50).unwrap(), 50);
+    let got = s.add_vm_fitting(2, 1, 50).unwrap();
+    assert!(got < 50, "{got}");
+    // The largest: one more point does not place.
+    let mut probe = Scheduler::new(cfg).unwrap();
+    probe.add_management_vm(1).unwrap();
+    probe.add_vm(1, 1, 50).unwrap();
+    let err = probe.add_vm(2, 1, got as u32 + 1).unwrap_err();
+    assert!(matches!(err, QuotaError::Unplaceable { .. }), "{err:?}");
+    // Other refusals are not bent: a VM that exists stays refused.
+    let err = s.add_vm_fitting(2, 1, 10).unwrap_err();
+    assert_eq!(err, QuotaError::VmExists(2));
+}
+
+#[test]
 fn unplaceable_sets_are_refused() {
     // Three 1-vCPU VMs at 34/33/33 on two physical CPUs: any two need more than one CPU.
     let mut s = Scheduler::new(Config::new(2, PERIOD)).unwrap();
