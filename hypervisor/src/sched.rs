@@ -265,6 +265,7 @@ mod target {
         /// Chooses what runs next on this CPU and returns its registers for `enter_guest`.
         /// Waits (in `wfi`) while nothing can run; powers the machine off once every VM has
         /// stopped.
+        #[inline]
         pub fn run_next(&mut self) -> *mut GuestRegs {
             let me = crate::arch::percpu::current().index();
             if self.turn_end == TurnEnd::Yield {
@@ -499,7 +500,7 @@ mod target {
         let Some(p) = vcpu.vm.platform.as_ref() else {
             return true;
         };
-        p.lrs_in_use(vcpu.index) != 0 || p.vgic.lock().has_pending(vcpu.index)
+        p.lrs_in_use(vcpu.index) != 0 || p.vgic().has_pending(vcpu.index)
     }
 
     fn runnable(vcpu: &Vcpu) -> bool {

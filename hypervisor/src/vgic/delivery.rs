@@ -459,16 +459,22 @@ impl Vgic {
         lrs: usize,
         write: impl FnMut(usize, Option<&LrEntry>),
     ) -> Filled {
-        let Some(cpu) = self.cpus.get(vcpu) else {
-            return Filled::default();
-        };
-        let l = &cpu.lists;
-        let beyond = u32::from(l.used) >> lrs.min(MAX_LRS);
-        if !l.attention && beyond == 0 {
+        if !self.needs_fill(vcpu, lrs) {
             // Nothing changed since the list registers were last written, and nothing waits.
             return Filled::default();
         }
         self.fill_changes(vcpu, lrs, write)
+    }
+
+    /// Whether `fill_list_registers(vcpu, lrs, ..)` would have anything to do: a candidate
+    /// waits, a list register is stale or dirty (`attention`), or one beyond the `lrs` the
+    /// hardware has is in use. False right after a fill that placed every candidate, until
+    /// the model changes.
+    pub fn needs_fill(&self, vcpu: usize, lrs: usize) -> bool {
+        self.cpus.get(vcpu).is_some_and(|cpu| {
+            let l = &cpu.lists;
+            l.attention || u32::from(l.used) >> lrs.min(MAX_LRS) != 0
+        })
     }
 
     /// `fill_list_registers` when something is to be done; apart so that the common case

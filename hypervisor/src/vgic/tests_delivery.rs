@@ -124,6 +124,30 @@ fn an_exit_with_nothing_in_flight_touches_no_list_register() {
 }
 
 #[test]
+fn needs_fill_says_whether_a_fill_has_work() {
+    let mut g = linux_like_v3(2, 32);
+    let mut hw = Hw::default();
+    // A fresh model: the first fill looks; once it has, nothing until something changes.
+    hw.exit(&mut g, 0, 4);
+    assert!(!g.needs_fill(0, 4));
+    g.inject_hw(0, 27, 27);
+    assert!(g.needs_fill(0, 4));
+    assert!(!g.needs_fill(1, 4), "another vCPU's interrupt");
+    hw.fill(&mut g, 0, 4);
+    assert!(!g.needs_fill(0, 4));
+    // More candidates than list registers: the fill leaves some waiting, and says so.
+    for intid in 40u32..46 {
+        let bit = 1 << (intid - 32);
+        g.mmio_write(0, GICD_BASE + ISENABLER + 4, 4, bit).unwrap();
+        g.mmio_write(0, GICD_BASE + ISPENDR + 4, 4, bit).unwrap();
+    }
+    hw.fill(&mut g, 0, 4);
+    assert!(g.needs_fill(0, 4));
+    // Fewer list registers than the model used: a fill must take the others back.
+    assert!(g.needs_fill(0, 2));
+}
+
+#[test]
 fn an_unchanged_list_register_is_neither_rewritten_nor_given_back() {
     let mut g = linux_like_v3(1, 32);
     let mut hw = Hw::default();

@@ -100,12 +100,15 @@ impl Vcpu {
         unsafe { &mut *self.ctx.get() }
     }
 
+    // `SeqCst`, both: an injector sets the VM's fill hint and then reads this, the loading CPU
+    // writes this and then reads the hint (`platform::Platform::fill_hint`); one of them must
+    // see the other's write.
     pub fn is_loaded(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
+        self.loaded.load(Ordering::SeqCst)
     }
 
     pub fn set_loaded(&self, loaded: bool) {
-        self.loaded.store(loaded, Ordering::Release);
+        self.loaded.store(loaded, Ordering::SeqCst);
     }
 
     /// The physical CPU it is (or was last) loaded on.

@@ -8,7 +8,7 @@
 //!
 //! The costs that matter (docs/benchmarks.md): an exit with nothing in the list registers
 //! syncs without taking the vGIC lock (`Platform::lrs_in_use`); an exit that changed nothing
-//! fills after one check under it (`Vgic::fill_list_registers`); a UART access that leaves
+//! fills after one check without it (`Platform::fill_hint`); a UART access that leaves
 //! its interrupt line as it was does not reach the vGIC (`Uart::update_line`); the virtual
 //! timer's interrupt usually takes the model's O(1) short path (`virtual_timer_fired`).
 
@@ -19,7 +19,7 @@ use crate::devices::pl011::{Pl011, PL011_SIZE};
 use crate::dt::guest_fdt::{GuestGic, GuestPlatform};
 use crate::vgic::{self, Effects, Vgic, VgicConfig, VgicVersion};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use spin::Mutex;
 
 /// Where the PL011 is in every VM's IPA space, and its SPI (INTID 32 + 1), as on QEMU virt.
@@ -39,12 +39,49 @@ const VM_SPIS: u32 = 64;
 pub const VTIMER_INTID: u32 = 27;
 
 pub struct Platform {
-    pub vgic: Mutex<Vgic>,
+    /// Taken through [`Platform::vgic`], which keeps `fill_hint` right.
+    vgic: Mutex<Vgic>,
     pub uart: Mutex<Uart>,
     /// Per vCPU, `Vgic::lrs_in_use` as of its last sync or fill. Only the vCPU's own physical
     /// CPU changes what the model has in its list registers (sync, fill, the timer's short
     /// path), so this copy lets an exit with nothing in them skip the model's lock.
     lrs_in_use: Vec<AtomicU16>,
+    /// Bit `i`: vCPU `i`'s next fill may have work (`Vgic::needs_fill`). Written only with
+    /// the vGIC locked: every [`VgicGuard`] sets all bits when it is dropped, and a fill that
+    /// leaves nothing to do clears its vCPU's bit. A clear bit therefore means the model has
+    /// not changed since that fill, and the fill on the way into a vCPU (every switch) skips
+    /// the lock. An interrupt made pending for a vCPU while it is being loaded is not missed:
+    /// the injector sets the bit and then reads whether the vCPU is loaded (`kick`), the
+    /// loading CPU marks it loaded and then reads the bit (all `SeqCst`), so either the fill
+    /// sees the bit or the injector kicks the vCPU's CPU, which fills again at that exit.
+    fill_hint: AtomicU64,
+}
+
+/// The vGIC model, locked. Dropping it marks every vCPU's next fill as having work (see
+/// `Platform::fill_hint`): whatever its holder did may have given any vCPU an interrupt.
+pub struct VgicGuard<'a> {
+    vgic: spin::MutexGuard<'a, Vgic>,
+    hint: &'a AtomicU64,
+}
+
+impl core::ops::Deref for VgicGuard<'_> {
+    type Target = Vgic;
+    fn deref(&self) -> &Vgic {
+        &self.vgic
+    }
+}
+
+impl core::ops::DerefMut for VgicGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Vgic {
+        &mut self.vgic
+    }
+}
+
+impl Drop for VgicGuard<'_> {
+    fn drop(&mut self) {
+        // Before the lock is released (the fields drop after this).
+        self.hint.store(u64::MAX, Ordering::SeqCst);
+    }
 }
 
 impl Platform {
@@ -59,6 +96,15 @@ impl Platform {
             })),
             uart: Mutex::new(Self::new_uart()),
             lrs_in_use: (0..vcpus).map(|_| AtomicU16::new(0)).collect(),
+            fill_hint: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The vGIC model, locked (see [`VgicGuard`]).
+    pub fn vgic(&self) -> VgicGuard<'_> {
+        VgicGuard {
+            vgic: self.vgic.lock(),
+            hint: &self.fill_hint,
         }
     }
 
@@ -77,7 +123,7 @@ impl Platform {
         // The UART first (the lock order of `Uart::update_line`), held until both are reset:
         // its record of the line and the vGIC's line go back to deasserted together.
         let mut uart = self.uart.lock();
-        self.vgic.lock().reset();
+        self.vgic().reset();
         for lrs in &self.lrs_in_use {
             lrs.store(0, Ordering::Relaxed);
         }
@@ -87,7 +133,7 @@ impl Platform {
     /// Gives what the unloaded `vcpu`'s saved list registers hold back to the vGIC model and
     /// empties them (a suspended VM's state is saved without list registers).
     pub fn unlist_all(&self, vcpu: usize, vif: &mut crate::arch::vcpu_if::VcpuIfState) {
-        let mut vgic = self.vgic.lock();
+        let mut vgic = self.vgic();
         vgic.unlist_all(vcpu, &vif.lrs, vif.live);
         vif.live = 0;
         vif.lrs = [0; crate::arch::vcpu_if::MAX_LRS];
@@ -97,7 +143,7 @@ impl Platform {
     /// Installs a restored vGIC and UART (a suspended VM brought back from disk).
     pub fn restore(&self, vgic: Vgic, model: Pl011) {
         let mut uart = self.uart.lock();
-        let mut v = self.vgic.lock();
+        let mut v = self.vgic();
         *v = vgic;
         for (i, lrs) in self.lrs_in_use.iter().enumerate() {
             lrs.store(v.lrs_in_use(i), Ordering::Relaxed);
@@ -106,7 +152,7 @@ impl Platform {
         uart.model = model;
         uart.backlog.clear();
         uart.line = false;
-        let _ = uart.update_line(&self.vgic);
+        let _ = uart.update_line(self);
     }
 
     /// The list registers of `vcpu` the model has filled, as of its last sync or fill.
@@ -167,13 +213,13 @@ impl Uart {
     /// Tells the vGIC the line's level if it changed; returns whom to kick. Called with the
     /// UART locked, so that the vGIC sees the levels in the order the UART had them (the lock
     /// order is UART, then vGIC; nothing takes them the other way).
-    fn update_line(&mut self, vgic: &Mutex<Vgic>) -> Effects {
+    fn update_line(&mut self, p: &Platform) -> Effects {
         let level = self.model.irq_level();
         if level == self.line {
             return Effects::default();
         }
         self.line = level;
-        vgic.lock().set_level(0, UART_INTID, level)
+        p.vgic().set_level(0, UART_INTID, level)
     }
 }
 
@@ -225,7 +271,7 @@ fn gic_access(
     a: &MmioAccess,
     x: &mut [u64; 31],
 ) -> Result<Effects, &'static str> {
-    let mut vgic = p.vgic.lock();
+    let mut vgic = p.vgic();
     if a.write {
         vgic.mmio_write(vcpu, a.ipa, a.size, a.write_value(x))
             .map_err(|_| "bad GIC access")
@@ -264,7 +310,7 @@ fn uart_access(
         a.complete_read(x, v as u64);
         uart.drain_backlog();
     }
-    Ok(uart.update_line(&p.vgic))
+    Ok(uart.update_line(p))
 }
 
 /// A new scheduler period: every VM's console earns its tokens.
@@ -283,7 +329,7 @@ pub fn refill_console_budgets() {
                 .tx_credit()
                 .saturating_add(CONSOLE_BYTES_PER_PERIOD);
             uart.model.set_tx_credit(credit.min(CONSOLE_BURST_BYTES));
-            uart.update_line(&p.vgic)
+            uart.update_line(p)
         };
         kick(vm, effects);
     }
@@ -300,7 +346,7 @@ pub fn console_input(vm: &Vm, byte: u8) {
             log::warn!("VM {}: console input backlog full, byte dropped", vm.name);
         }
         uart.drain_backlog();
-        uart.update_line(&p.vgic)
+        uart.update_line(p)
     };
     kick(vm, effects);
 }
@@ -351,7 +397,7 @@ pub fn sync_list_registers(vcpu: &Vcpu) {
 #[inline(never)]
 fn sync_in_use(vcpu: &Vcpu, p: &Platform) {
     let empty = vcpu_if::empty_lrs();
-    let mut vgic = p.vgic.lock();
+    let mut vgic = p.vgic();
     let effects = vgic.sync_list_registers(vcpu.index, |n| {
         (empty & (1 << n) == 0).then(|| vcpu_if::read_lr(n))
     });
@@ -367,12 +413,32 @@ fn sync_in_use(vcpu: &Vcpu, p: &Platform) {
 /// that change are written. If more is pending than fits, a maintenance interrupt is requested
 /// for when room appears. Only valid after `sync_list_registers` in the same exit (or after
 /// loading the vCPU, whose saved list registers the model has already seen).
+#[inline]
 pub fn fill_list_registers(vcpu: &Vcpu) {
     let Some(p) = vcpu.vm.platform.as_ref() else {
         return;
     };
+    let bit = 1u64 << (vcpu.index % 64);
+    if p.fill_hint.load(Ordering::SeqCst) & bit == 0 {
+        // The model has not changed since this vCPU's last fill, which left nothing to do.
+        return;
+    }
+    fill_with_lock(vcpu, p, bit);
+}
+
+/// `fill_list_registers` when the model may have work for it; apart so that the common case
+/// (nothing) stays a few instructions.
+#[inline(never)]
+fn fill_with_lock(vcpu: &Vcpu, p: &Platform, bit: u64) {
+    // The raw lock: this fill sets its own bit of the hint, exactly.
     let mut vgic = p.vgic.lock();
-    let filled = vgic.fill_list_registers(vcpu.index, vcpu_if::lr_count(), vcpu_if::write_lr);
+    let lrs = vcpu_if::lr_count();
+    let filled = vgic.fill_list_registers(vcpu.index, lrs, vcpu_if::write_lr);
+    if !vgic.needs_fill(vcpu.index, lrs) {
+        // Written with the lock held, as every write of the hint: no update is lost.
+        let hint = p.fill_hint.load(Ordering::Relaxed);
+        p.fill_hint.store(hint & !bit, Ordering::SeqCst);
+    }
     if !filled.changed {
         return;
     }
@@ -396,6 +462,8 @@ pub fn virtual_timer_fired(vcpu: &Vcpu) -> bool {
     let Some(p) = vcpu.vm.platform.as_ref() else {
         return false;
     };
+    // The raw lock: the short path lists the interrupt as a fill would and leaves nothing for
+    // the next fill (`Vgic::refire_hw`), so the fill hint stays as it is.
     let mut vgic = p.vgic.lock();
     if let Some((n, raw)) =
         vgic.refire_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID, vcpu_if::empty_lrs)
@@ -418,9 +486,6 @@ pub fn virtual_timer_fired(vcpu: &Vcpu) -> bool {
 fn timer_general_path(vcpu: &Vcpu, p: &Platform) {
     sync_list_registers(vcpu);
     // Only the vCPU that owns the timer is concerned, and it is the current one: no kick.
-    let _ = p
-        .vgic
-        .lock()
-        .inject_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID);
+    let _ = p.vgic().inject_hw(vcpu.index, VTIMER_INTID, VTIMER_INTID);
     fill_list_registers(vcpu);
 }

@@ -148,7 +148,7 @@ impl Vm {
             None => w.u8(0),
             Some(p) => {
                 w.u8(1);
-                p.vgic.lock().save(w.0);
+                p.vgic().save(w.0);
                 let mut w = Writer(w.0);
                 let (regs, rx) = p.uart.lock().model.save();
                 for r in regs {
@@ -184,7 +184,7 @@ impl Vm {
         let platform = match (r.u8()?, &self.platform) {
             (0, None) => None,
             (1, Some(p)) => {
-                let cfg = p.vgic.lock().config();
+                let cfg = p.vgic().config();
                 let vgic = Vgic::restore(cfg, &mut r)?;
                 let mut regs = [0u32; 11];
                 for x in regs.iter_mut() {

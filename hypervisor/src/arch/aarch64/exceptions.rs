@@ -89,6 +89,13 @@ extern "C" fn handle_guest_hvc(regs: *mut GuestRegs) -> PartialExit {
     if hypercall::answer_constant_query(x) {
         return resume(regs);
     }
+    // The call that ends in a vCPU switch, before the general decoder (which serves it the
+    // same way): every instruction here is one of `vcpu_switch_el2_insns`.
+    if hypercall::answer_yield(x) {
+        // SAFETY: as in `current_vcpu`.
+        unsafe { percpu::current().sched() }.end_turn(TurnEnd::Yield);
+        return end_turn(regs);
+    }
     serve_hvc(regs)
 }
 
@@ -98,11 +105,6 @@ fn serve_hvc(regs: *mut GuestRegs) -> PartialExit {
     // `repr(C)`).
     let vcpu = unsafe { Vcpu::from_regs(regs) };
     let x = unsafe { &mut (*regs).x };
-    if hypercall::answer_yield(x) {
-        // SAFETY: as in `current_vcpu`.
-        unsafe { percpu::current().sched() }.end_turn(TurnEnd::Yield);
-        return end_turn(regs);
-    }
     match hypercall::handle(vcpu, x, Conduit::Hvc) {
         Action::Resume => resume(regs),
         _ => end_turn(regs),
@@ -114,8 +116,12 @@ fn serve_hvc(regs: *mut GuestRegs) -> PartialExit {
 /// again before the guest ran changes nothing.)
 #[no_mangle]
 extern "C" fn handle_guest_reschedule() -> *mut GuestRegs {
-    platform::sync_list_registers(current_vcpu());
-    reschedule()
+    // SAFETY: as in `current_vcpu`.
+    let sched = unsafe { percpu::current().sched() };
+    if let Some(vcpu) = sched.current() {
+        platform::sync_list_registers(vcpu);
+    }
+    sched.run_next()
 }
 
 /// A partial exit that resumes its vCPU.
@@ -221,7 +227,7 @@ fn other_sync_exit(vcpu: &Vcpu, x: &mut [u64; 31], esr: u64) -> Action {
                 }
                 (SYSREG_ICC_SGI1R, Some(p)) if !read => {
                     let value = if rt == 31 { 0 } else { x[rt] };
-                    let effects = p.vgic.lock().send_sgi(vcpu.index, value);
+                    let effects = p.vgic().send_sgi(vcpu.index, value);
                     platform::kick(vcpu.vm, effects);
                 }
                 // Other trapped system registers (debug, PMU of VMs without PMU access, ACTLR,
