@@ -50,8 +50,9 @@ pub fn needs_backports_qemu(name: &str) -> bool {
 pub const PENDING_SUITES: &[(&str, &str)] = &[(
     "sched_shares_two_cpus",
     "pending: runs on bookworm-backports' QEMU 10 (QEMU 7.2's -icount round robin starves the \
-         second CPU), where VM c, last on the second CPU, gets 19.13 % instead of 20 % of every \
-         window; docs/scheduler.md, \"Known limits\"",
+         second CPU), whose -icount still serves the second CPU's timer interrupts up to 4 ms \
+         late: VM c gets 19.13 % instead of 20 % of every window; docs/scheduler.md, \
+         \"Known limits\"",
 )];
 
 /// Why suite `name` is pending, if it is.
