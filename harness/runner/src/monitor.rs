@@ -680,6 +680,7 @@ mod tests {
             vms,
             checks: vec![],
             sched_trace_us: 0,
+            qemu: crate::qemu::QemuBuild::System,
         }
     }
 
