@@ -67,6 +67,7 @@ commands:
       --include-pending      also run the pending suites (listed as skipped otherwise)
   bench                      run the bench suites (docs/benchmarks.md), merge their figures into
                              target/bench/results.json
+      --mgmt-only            only the management figures (create, suspend, resume)
   help                       this text
 ";
 
@@ -75,7 +76,10 @@ pub enum Command {
     Build,
     Run(RunOpts),
     Test(TestOpts),
-    Bench,
+    /// `mgmt_only`: `--mgmt-only`, only the management figures.
+    Bench {
+        mgmt_only: bool,
+    },
     Help,
 }
 
@@ -203,7 +207,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Usage> {
     };
     match command.as_str() {
         "build" => no_flags(&mut w, "build").map(|()| Command::Build),
-        "bench" => no_flags(&mut w, "bench").map(|()| Command::Bench),
+        "bench" => parse_bench(&mut w),
         "help" | "--help" | "-h" => Ok(Command::Help),
         "run" => parse_run(&mut w).map(Command::Run),
         "test" => parse_test(&mut w).map(Command::Test),
@@ -216,6 +220,20 @@ fn no_flags(w: &mut Words, command: &str) -> Result<(), Usage> {
         Some((flag, _)) => Err(usage(format!("`{command}` takes no option `{flag}`"))),
         None => Ok(()),
     }
+}
+
+fn parse_bench(w: &mut Words) -> Result<Command, Usage> {
+    let mut mgmt_only = false;
+    while let Some((flag, inline)) = w.next_flag()? {
+        match flag.as_str() {
+            "--mgmt-only" => {
+                Words::no_value(&flag, inline)?;
+                mgmt_only = true;
+            }
+            _ => return Err(usage(format!("`bench` takes no option `{flag}`"))),
+        }
+    }
+    Ok(Command::Bench { mgmt_only })
 }
 
 fn parse_run(w: &mut Words) -> Result<RunOpts, Usage> {
@@ -450,7 +468,14 @@ mod tests {
     #[test]
     fn other_commands() {
         assert!(matches!(p("build"), Ok(Command::Build)));
-        assert!(matches!(p("bench"), Ok(Command::Bench)));
+        assert!(matches!(
+            p("bench"),
+            Ok(Command::Bench { mgmt_only: false })
+        ));
+        assert!(matches!(
+            p("bench --mgmt-only"),
+            Ok(Command::Bench { mgmt_only: true })
+        ));
         assert!(matches!(p("help"), Ok(Command::Help)));
         assert!(matches!(p("--help"), Ok(Command::Help)));
         assert_eq!(err("bench --x"), "`bench` takes no option `--x`");

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
             Ok(()) => Ok(()),
         },
         Cmd::Test(opts) => cmd_test(&ws, &opts),
-        Cmd::Bench => cmd_bench(&ws),
+        Cmd::Bench { mgmt_only } => cmd_bench(&ws, mgmt_only),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -443,12 +443,18 @@ fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
     }
 }
 
-fn cmd_bench(ws: &Workspace) -> Result<(), Failure> {
+/// `mgmt_only` (`--mgmt-only`): only the management figures, neither the bench suites nor
+/// `linux_boot_ratio`.
+fn cmd_bench(ws: &Workspace, mgmt_only: bool) -> Result<(), Failure> {
     let artifacts = prepare(ws)?;
     let out_dir = ws.out.join("harness");
     fs::create_dir_all(&out_dir)
         .map_err(|e| Failure(format!("cannot create {}: {e}", out_dir.display())))?;
-    let names: Vec<String> = suites::BENCH_SUITES.iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = if mgmt_only {
+        Vec::new()
+    } else {
+        suites::BENCH_SUITES.iter().map(|s| s.to_string()).collect()
+    };
     progress(&format!(
         "running the bench suites {} (QEMU -icount shift=0,sleep=off, 2 at a time)",
         names.join(", ")
@@ -481,11 +487,13 @@ fn cmd_bench(ws: &Workspace) -> Result<(), Failure> {
         print!("{}", report::summary(&reports, longest(&reports)));
     }
     // linux_boot_ratio: Debian's Linux booted natively and under the hypervisor.
-    match images::prepare_linux_images(ws)
-        .and_then(|images| boot_ratio::measure(ws, &artifacts, &images))
-    {
-        Ok(figures) => metrics.extend(figures.metrics()),
-        Err(Failure(e)) => problems.push(format!("linux_boot_ratio not measured: {e}")),
+    if !mgmt_only {
+        match images::prepare_linux_images(ws)
+            .and_then(|images| boot_ratio::measure(ws, &artifacts, &images))
+        {
+            Ok(figures) => metrics.extend(figures.metrics()),
+            Err(Failure(e)) => problems.push(format!("linux_boot_ratio not measured: {e}")),
+        }
     }
     // The management VM's create, suspend and resume.
     match mgmt_bench::measure(&artifacts, &out_dir) {

@@ -60,14 +60,22 @@ pub fn measure(artifacts: &Artifacts, out_dir: &Path) -> Result<Vec<(String, Str
     };
     let mut qemu = Qemu::spawn_with_input(&config, SpawnOptions::default())
         .map_err(|e| Failure(e.to_string()))?;
-    let result = run(&mut qemu);
+    let log = out_dir.join("mgmt-bench.log");
+    let result = run(&mut qemu, &log);
     qemu.stop();
     result
 }
 
-fn run(qemu: &mut Qemu) -> Result<Vec<(String, String)>, Failure> {
-    let err = |e: harness_runner::mgmt::SessionError| Failure(e.to_string());
+/// `log`: where the session's transcript goes (the records, for breakdowns by hand).
+fn run(qemu: &mut Qemu, log: &Path) -> Result<Vec<(String, String)>, Failure> {
     let mut s = Session::new(qemu, |_| {});
+    let figures = figures(&mut s);
+    let _ = std::fs::write(log, s.transcript.join("\n") + "\n");
+    figures
+}
+
+fn figures(s: &mut Session) -> Result<Vec<(String, String)>, Failure> {
+    let err = |e: harness_runner::mgmt::SessionError| Failure(e.to_string());
     s.wait_ready(TIMEOUT).map_err(err)?;
     let record = |s: &Session, prefix: &str| -> Result<String, Failure> {
         s.transcript
@@ -94,11 +102,11 @@ fn run(qemu: &mut Qemu) -> Result<Vec<(String, String)>, Failure> {
                 return Err(Failure(format!("`{cmd}`: {}", x.answer)));
             }
         }
-        let created = record(&s, "#HV vm-create ")?;
+        let created = record(s, "#HV vm-create ")?;
         let id = field(&created, "id").ok_or_else(|| missing("id"))?;
         let entry_prefix = format!("#HV vm-first-entry id={id} ");
         // The first entry may come before the answer to the create.
-        let first = match record(&s, &entry_prefix) {
+        let first = match record(s, &entry_prefix) {
             Ok(line) => line,
             Err(_) => s
                 .wait_for(TIMEOUT, "the VM's first entry", |l| {
@@ -123,7 +131,7 @@ fn run(qemu: &mut Qemu) -> Result<Vec<(String, String)>, Failure> {
         if x.status() != 200 {
             return Err(Failure(format!("{op}: {}", x.answer)));
         }
-        let line = record(&s, &format!("#HV vm-{name} "))?;
+        let line = record(s, &format!("#HV vm-{name} "))?;
         let insns = field(&line, "el2_insns").ok_or_else(|| missing("el2_insns"))?;
         figures.push((format!("vm_{name}_el2_insns"), insns.to_string()));
         figures.push((

@@ -10,7 +10,6 @@
 //! produce a blob that is not well formed (unbalanced nodes, properties after child nodes and
 //! bad names are refused with an [`FdtError`]).
 
-use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -74,6 +73,9 @@ impl fmt::Display for FdtError {
 pub struct FdtWriter {
     structure: Vec<u8>,
     strings: Vec<u8>,
+    /// Where each string of `strings` ends (its NUL), in order: a name already there ends at
+    /// one of them.
+    string_ends: Vec<u32>,
     reservations: Vec<(u64, u64)>,
     boot_cpuid_phys: u32,
     depth: usize,
@@ -82,9 +84,19 @@ pub struct FdtWriter {
     props_allowed: bool,
 }
 
+/// Room reserved up front: a guest's tree (a few hundred bytes per vCPU and device) is
+/// written without growing the buffers.
+const STRUCTURE_CAPACITY: usize = 2048;
+const STRINGS_CAPACITY: usize = 512;
+
 impl FdtWriter {
     pub fn new() -> Self {
-        Self::default()
+        FdtWriter {
+            structure: Vec::with_capacity(STRUCTURE_CAPACITY),
+            strings: Vec::with_capacity(STRINGS_CAPACITY),
+            string_ends: Vec::with_capacity(STRINGS_CAPACITY / 8),
+            ..Self::default()
+        }
     }
 
     /// Adds a memory reservation block entry (`/memreserve/`).
@@ -95,6 +107,21 @@ impl FdtWriter {
     /// Sets the header's `boot_cpuid_phys` (default 0).
     pub fn set_boot_cpuid_phys(&mut self, id: u32) {
         self.boot_cpuid_phys = id;
+    }
+
+    /// Opens node `base@<unit in hex>` (`memory@40000000`) without formatting a string.
+    pub fn begin_node_at(&mut self, base: &str, unit: u64) -> Result<(), FdtError> {
+        let mut name = [0u8; 32 + 1 + 16];
+        let b = base.as_bytes();
+        if b.len() > 32 {
+            return Err(FdtError::BadNodeName);
+        }
+        name[..b.len()].copy_from_slice(b);
+        name[b.len()] = b'@';
+        let len = b.len() + 1 + write_hex(&mut name[b.len() + 1..], unit);
+        // Only ASCII was written.
+        let name = core::str::from_utf8(&name[..len]).map_err(|_| FdtError::BadNodeName)?;
+        self.begin_node(name)
     }
 
     /// Opens a node: `""` for the root, else `name[@unit-address]`.
@@ -135,6 +162,15 @@ impl FdtWriter {
 
     /// A property with raw bytes as its value.
     pub fn prop_bytes(&mut self, name: &str, value: &[u8]) -> Result<(), FdtError> {
+        self.prop_header(name, value.len())?;
+        self.structure.extend_from_slice(value);
+        self.pad();
+        Ok(())
+    }
+
+    /// Checks a property of `len` bytes and writes its `FDT_PROP`, length and name offset; the
+    /// caller writes the value, then pads.
+    fn prop_header(&mut self, name: &str, len: usize) -> Result<(), FdtError> {
         if self.depth == 0 {
             return Err(FdtError::NoOpenNode);
         }
@@ -144,13 +180,11 @@ impl FdtWriter {
         if !valid_property_name(name) {
             return Err(FdtError::BadPropertyName);
         }
-        let len = u32::try_from(value.len()).map_err(|_| FdtError::TooLarge)?;
+        let len = u32::try_from(len).map_err(|_| FdtError::TooLarge)?;
         let name_offset = self.string_offset(name)?;
         self.token(FDT_PROP);
         self.token(len);
         self.token(name_offset);
-        self.structure.extend_from_slice(value);
-        self.pad();
         Ok(())
     }
 
@@ -171,8 +205,11 @@ impl FdtWriter {
 
     /// A list of 32-bit cells.
     pub fn prop_cells(&mut self, name: &str, cells: &[u32]) -> Result<(), FdtError> {
-        let bytes: Vec<u8> = cells.iter().flat_map(|c| c.to_be_bytes()).collect();
-        self.prop_bytes(name, &bytes)
+        self.prop_header(name, cells.len() * 4)?;
+        for &c in cells {
+            self.token(c);
+        }
+        Ok(())
     }
 
     /// A NUL-terminated string.
@@ -185,12 +222,14 @@ impl FdtWriter {
         if list.iter().any(|s| s.as_bytes().contains(&0)) {
             return Err(FdtError::BadStringValue);
         }
-        let mut bytes = Vec::new();
+        let len = list.iter().map(|s| s.len() + 1).sum();
+        self.prop_header(name, len)?;
         for s in list {
-            bytes.extend_from_slice(s.as_bytes());
-            bytes.push(0);
+            self.structure.extend_from_slice(s.as_bytes());
+            self.structure.push(0);
         }
-        self.prop_bytes(name, &bytes)
+        self.pad();
+        Ok(())
     }
 
     /// Lays out the blob: header, reservations, structure (ending with `FDT_END`), strings.
@@ -244,22 +283,44 @@ impl FdtWriter {
     /// The offset of `name` in the strings block, reusing any existing `name\0` (also as the
     /// tail of a longer string, as libfdt does).
     fn string_offset(&mut self, name: &str) -> Result<u32, FdtError> {
-        let needle_len = name.len() + 1;
+        // A match ends at a NUL: only the strings' ends are tried, in order (the first match,
+        // as a search of every window would find), not every byte.
+        let n = name.as_bytes();
+        let strings = &self.strings;
         let found = self
-            .strings
-            .windows(needle_len)
-            .position(|w| w[..name.len()] == *name.as_bytes() && w[name.len()] == 0);
+            .string_ends
+            .iter()
+            .map(|&end| end as usize)
+            .filter(|&end| end >= n.len())
+            .map(|end| end - n.len())
+            .find(|&start| {
+                let candidate = &strings[start..start + n.len()];
+                candidate.first() == n.first() && candidate == n
+            });
         let offset = match found {
             Some(offset) => offset,
             None => {
                 let offset = self.strings.len();
                 self.strings.extend_from_slice(name.as_bytes());
+                let end = u32::try_from(self.strings.len()).map_err(|_| FdtError::TooLarge)?;
+                self.string_ends.push(end);
                 self.strings.push(0);
                 offset
             }
         };
         u32::try_from(offset).map_err(|_| FdtError::TooLarge)
     }
+}
+
+/// Writes `v` in lower-case hex without leading zeros into `out` (16 bytes suffice); the
+/// number of bytes written.
+fn write_hex(out: &mut [u8], v: u64) -> usize {
+    let digits = (64 - v.leading_zeros() as usize).div_ceil(4).max(1);
+    for (i, o) in out[..digits].iter_mut().enumerate() {
+        let nibble = (v >> ((digits - 1 - i) * 4)) & 0xf;
+        *o = b"0123456789abcdef"[nibble as usize];
+    }
+    digits
 }
 
 /// DTSpec 2.2.1: `node-name[@unit-address]`, node-name 1..=31 of `[0-9a-zA-Z,._+-]`.
@@ -280,12 +341,29 @@ fn valid_node_name(name: &str) -> bool {
     base_ok && unit_ok
 }
 
+/// The bytes allowed in property names, one bit per ASCII code (a test checks it against the
+/// DTSpec list): a guest's tree checks a few hundred of them.
+const PROPERTY_NAME_CHARS: u128 = property_name_chars();
+
+const fn property_name_chars() -> u128 {
+    let mut set = 0u128;
+    let mut b = 0u8;
+    while b < 128 {
+        if b.is_ascii_alphanumeric() || matches!(b, b',' | b'.' | b'_' | b'+' | b'?' | b'#' | b'-')
+        {
+            set |= 1 << b;
+        }
+        b += 1;
+    }
+    set
+}
+
 /// DTSpec 2.2.4: 1..=31 of `[0-9a-zA-Z,._+?#-]`.
 fn valid_property_name(name: &str) -> bool {
     (1..=MAX_PROPERTY_NAME).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b",._+?#-".contains(&b))
+            .all(|b| b < 128 && PROPERTY_NAME_CHARS & (1 << b) != 0)
 }
 
 /// What a guest's device tree describes, all in the guest's IPA space.
@@ -389,10 +467,10 @@ pub fn build_guest_dtb(cfg: &GuestDtConfig) -> Result<Vec<u8>, FdtError> {
     w.finish()
 }
 
-fn reg_pairs(w: &mut FdtWriter, pairs: &[(u64, u64)]) -> Result<(), FdtError> {
-    let mut cells: Vec<u32> = Vec::new();
-    for &(a, s) in pairs {
-        cells.extend_from_slice(&[(a >> 32) as u32, a as u32, (s >> 32) as u32, s as u32]);
+fn reg_pairs(w: &mut FdtWriter, pairs: &[(u64, u64); 2]) -> Result<(), FdtError> {
+    let mut cells = [0u32; 8];
+    for (c, &(a, s)) in cells.chunks_exact_mut(4).zip(pairs) {
+        c.copy_from_slice(&[(a >> 32) as u32, a as u32, (s >> 32) as u32, s as u32]);
     }
     w.prop_cells("reg", &cells)
 }
@@ -402,13 +480,13 @@ fn write_gic(w: &mut FdtWriter, gic: &GuestGic) -> Result<(), FdtError> {
         GuestGic::V3 {
             distributor,
             redistributors,
-        } => ("intc@", "arm,gic-v3", [distributor, redistributors]),
+        } => ("intc", "arm,gic-v3", [distributor, redistributors]),
         GuestGic::V2 {
             distributor,
             cpu_interface,
-        } => ("intc@", "arm,cortex-a15-gic", [distributor, cpu_interface]),
+        } => ("intc", "arm,cortex-a15-gic", [distributor, cpu_interface]),
     };
-    w.begin_node(&format!("{name}{:x}", regs[0].0))?;
+    w.begin_node_at(name, regs[0].0)?;
     w.prop_str("compatible", compatible)?;
     w.prop_u32("#interrupt-cells", 3)?;
     w.prop_u32("#address-cells", 2)?;
@@ -431,9 +509,9 @@ fn write_timer(w: &mut FdtWriter, gic: &GuestGic, vcpus: u32) -> Result<(), FdtE
     };
     w.begin_node("timer")?;
     w.prop_strs("compatible", &["arm,armv8-timer", "arm,armv7-timer"])?;
-    let mut cells = Vec::new();
-    for ppi in TIMER_PPIS {
-        cells.extend_from_slice(&[GIC_PPI, ppi, flags]);
+    let mut cells = [0u32; 3 * TIMER_PPIS.len()];
+    for (c, ppi) in cells.chunks_exact_mut(3).zip(TIMER_PPIS) {
+        c.copy_from_slice(&[GIC_PPI, ppi, flags]);
     }
     w.prop_cells("interrupts", &cells)?;
     w.prop_empty("always-on")?;
@@ -448,9 +526,9 @@ fn write_uart(w: &mut FdtWriter, (base, spi): (u64, u32)) -> Result<(), FdtError
     w.prop_str("clock-output-names", "clk24mhz")?;
     w.prop_u32("phandle", PHANDLE_APB_CLOCK)?;
     w.end_node()?;
-    w.begin_node(&format!("pl011@{base:x}"))?;
+    w.begin_node_at("pl011", base)?;
     w.prop_strs("compatible", &["arm,pl011", "arm,primecell"])?;
-    reg_pairs(w, &[(base, 0x1000)])?;
+    reg64(w, base, 0x1000)?;
     w.prop_cells("interrupts", &[GIC_SPI, spi, IRQ_LEVEL_HIGH])?;
     w.prop_cells("clocks", &[PHANDLE_APB_CLOCK, PHANDLE_APB_CLOCK])?;
     w.prop_strs("clock-names", &["uartclk", "apb_pclk"])?;
@@ -472,7 +550,7 @@ fn reg64(w: &mut FdtWriter, address: u64, size: u64) -> Result<(), FdtError> {
 }
 
 fn write_memory(w: &mut FdtWriter, cfg: &GuestDtConfig) -> Result<(), FdtError> {
-    w.begin_node(&format!("memory@{:x}", cfg.ram_base))?;
+    w.begin_node_at("memory", cfg.ram_base)?;
     w.prop_str("device_type", "memory")?;
     reg64(w, cfg.ram_base, cfg.ram_size)?;
     w.end_node()
@@ -483,7 +561,7 @@ fn write_cpus(w: &mut FdtWriter, cfg: &GuestDtConfig) -> Result<(), FdtError> {
     w.prop_u32("#address-cells", 1)?;
     w.prop_u32("#size-cells", 0)?;
     for index in 0..cfg.vcpus {
-        w.begin_node(&format!("cpu@{index:x}"))?;
+        w.begin_node_at("cpu", index as u64)?;
         w.prop_str("device_type", "cpu")?;
         w.prop_str("compatible", "arm,armv8")?;
         w.prop_u32("reg", index)?;
@@ -504,7 +582,11 @@ fn write_chosen(w: &mut FdtWriter, cfg: &GuestDtConfig) -> Result<(), FdtError> 
     w.begin_node("chosen")?;
     w.prop_str("bootargs", cfg.bootargs)?;
     if let Some(p) = cfg.platform {
-        w.prop_str("stdout-path", &format!("/pl011@{:x}", p.uart.0))?;
+        let mut path = *b"/pl011@0000000000000000";
+        let len = 7 + write_hex(&mut path[7..], p.uart.0);
+        // Only ASCII was written.
+        let path = core::str::from_utf8(&path[..len]).map_err(|_| FdtError::BadStringValue)?;
+        w.prop_str("stdout-path", path)?;
     }
     if let Some((start, end)) = cfg.initrd {
         w.prop_u64("linux,initrd-start", start)?;
@@ -976,5 +1058,92 @@ mod tests {
             std::format!("{}", FdtError::BadConfig("vcpus is 0")),
             "invalid guest device tree configuration: vcpus is 0"
         );
+    }
+
+    /// FNV-1a, for comparing whole blobs with those the first writer produced.
+    fn fnv(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// The blobs of a few shapes, byte for byte as the first (slow, general) writer made
+    /// them: the fast paths must not change a bit of the output.
+    #[test]
+    fn blobs_are_those_of_the_first_writer() {
+        let v3 = GuestPlatform {
+            gic: GuestGic::V3 {
+                distributor: (0x0800_0000, 0x1_0000),
+                redistributors: (0x080a_0000, 0x4_0000),
+            },
+            uart: (0x0900_0000, 1),
+        };
+        let v2 = GuestPlatform {
+            gic: GuestGic::V2 {
+                distributor: (0x0800_0000, 0x1_0000),
+                cpu_interface: (0x0801_0000, 0x1_0000),
+            },
+            uart: (0x0900_0000, 1),
+        };
+        let cfgs = [
+            CFG,
+            GuestDtConfig {
+                vcpus: 1,
+                initrd: None,
+                bootargs: "",
+                ..CFG
+            },
+            GuestDtConfig {
+                vcpus: 4,
+                platform: Some(v3),
+                ram_base: 0x4000_0000,
+                initrd: Some((0x4800_0000, 0x4812_3456)),
+                ..CFG
+            },
+            GuestDtConfig {
+                vcpus: 17,
+                platform: Some(v2),
+                initrd: None,
+                ..CFG
+            },
+        ];
+        let got: Vec<(usize, u64)> = cfgs
+            .iter()
+            .map(|c| {
+                let b = build_guest_dtb(c).unwrap();
+                (b.len(), fnv(&b))
+            })
+            .collect();
+        let golden = [
+            (0x353, 0xeeaa_98a4_ae9d_8c70),
+            (0x237, 0x95f2_b590_af9b_4d0a),
+            (0x701, 0x8714_c475_a7d9_a2b7),
+            (0xb42, 0x703e_bf1f_b0c7_64b2),
+        ];
+        assert_eq!(got, golden);
+    }
+
+    #[test]
+    fn property_name_chars_are_those_of_dtspec() {
+        for b in 0..=255u8 {
+            let spec = b.is_ascii_alphanumeric() || b",._+?#-".contains(&b);
+            let name = [b];
+            let name = core::str::from_utf8(&name).unwrap_or("\u{80}");
+            assert_eq!(valid_property_name(name), spec, "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn hex_unit_addresses() {
+        let mut out = [0u8; 16];
+        for (v, text) in [
+            (0u64, "0"),
+            (0x9, "9"),
+            (0x4000_0000, "40000000"),
+            (u64::MAX, "ffffffffffffffff"),
+        ] {
+            let n = write_hex(&mut out, v);
+            assert_eq!(&out[..n], text.as_bytes());
+        }
     }
 }

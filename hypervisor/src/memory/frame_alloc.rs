@@ -119,59 +119,98 @@ impl Region {
         used
     }
 
+    /// The words holding `[first, first + count)` (`count` > 0): the first and last word's
+    /// indices and the masks of the range's bits in them. The words between are wholly in the
+    /// range: the searches below test them with one comparison each, since a VM's RAM spans
+    /// thousands of frames (docs/benchmarks.md).
+    fn span(first: u64, count: u64) -> (usize, usize, u64, u64) {
+        let last = first + count - 1;
+        (
+            (first / BITS_PER_WORD) as usize,
+            (last / BITS_PER_WORD) as usize,
+            u64::MAX << (first % BITS_PER_WORD),
+            u64::MAX >> (BITS_PER_WORD - 1 - last % BITS_PER_WORD),
+        )
+    }
+
+    /// Frame index of the highest set bit of `bits` (not 0) in word `word`.
+    fn top_bit(word: usize, bits: u64) -> u64 {
+        word as u64 * BITS_PER_WORD + u64::from(BITS_PER_WORD as u32 - 1 - bits.leading_zeros())
+    }
+
     /// The highest used frame in `[first, first + count)`, if any. Scans from the top so that the
     /// top-down search can jump straight below the obstacle.
     fn highest_used_in(&self, first: u64, count: u64) -> Option<u64> {
-        let mut end = first + count;
-        while end > first {
-            let last = end - 1;
-            let word_start = (last - last % BITS_PER_WORD).max(first);
-            let (mask, span) = Self::word_mask(word_start, end - word_start);
-            let hits = self.bitmap[(last / BITS_PER_WORD) as usize] & mask;
-            if hits != 0 {
-                let top_bit = u64::from(BITS_PER_WORD as u32 - 1 - hits.leading_zeros());
-                return Some(last - last % BITS_PER_WORD + top_bit);
-            }
-            end -= span;
+        if count == 0 {
+            return None;
         }
-        None
+        let (fw, lw, lo, hi) = Self::span(first, count);
+        if fw == lw {
+            let hits = self.bitmap[fw] & lo & hi;
+            return (hits != 0).then(|| Self::top_bit(fw, hits));
+        }
+        let hits = self.bitmap[lw] & hi;
+        if hits != 0 {
+            return Some(Self::top_bit(lw, hits));
+        }
+        if let Some(i) = self.bitmap[fw + 1..lw].iter().rposition(|&w| w != 0) {
+            let w = fw + 1 + i;
+            return Some(Self::top_bit(w, self.bitmap[w]));
+        }
+        let hits = self.bitmap[fw] & lo;
+        (hits != 0).then(|| Self::top_bit(fw, hits))
+    }
+
+    /// Whether every frame of `[first, first + count)` (`count` > 0) is used.
+    fn all_used(&self, first: u64, count: u64) -> bool {
+        let (fw, lw, lo, hi) = Self::span(first, count);
+        if fw == lw {
+            let mask = lo & hi;
+            return self.bitmap[fw] & mask == mask;
+        }
+        self.bitmap[fw] & lo == lo
+            && self.bitmap[lw] & hi == hi
+            && self.bitmap[fw + 1..lw].iter().all(|&w| w == u64::MAX)
     }
 
     /// The first frame of the run of used frames that ends at or contains frame `used` (which
-    /// is used): scans down a word at a time.
+    /// is used): whole used words are skipped with one comparison each.
     fn used_run_start(&self, used: u64) -> u64 {
-        let mut frame = used;
-        loop {
-            let word = self.bitmap[(frame / BITS_PER_WORD) as usize];
-            let bit = frame % BITS_PER_WORD;
-            // The bits of this word from `bit` down, shifted to the top: their run of ones.
-            let shifted = word << (BITS_PER_WORD - 1 - bit);
-            let ones = shifted.leading_ones() as u64;
-            if ones <= bit {
-                return frame + 1 - ones;
-            }
-            // The whole word up to `bit` is used: go on below it.
-            if frame < bit + 1 {
-                return 0;
-            }
-            frame -= bit + 1;
+        let w = (used / BITS_PER_WORD) as usize;
+        let bit = used % BITS_PER_WORD;
+        // The bits of this word from `bit` down, shifted to the top: their run of ones.
+        let ones = (self.bitmap[w] << (BITS_PER_WORD - 1 - bit)).leading_ones() as u64;
+        if ones <= bit {
+            return used + 1 - ones;
+        }
+        // The whole word up to `bit` is used: the run goes on below it, to the first word that
+        // is not wholly used.
+        match self.bitmap[..w].iter().rposition(|&x| x != u64::MAX) {
+            None => 0,
+            Some(i) => (i as u64 + 1) * BITS_PER_WORD - self.bitmap[i].leading_ones() as u64,
         }
     }
 
     /// Marks `[first, first + count)` used (`used == true`) or free, and adjusts `free_frames`.
     /// The caller has checked that every frame changes state.
     fn set_range(&mut self, first: u64, count: u64, used: bool) {
-        let mut frame = first;
-        let end = first + count;
-        while frame < end {
-            let (mask, span) = Self::word_mask(frame, end - frame);
-            let word = &mut self.bitmap[(frame / BITS_PER_WORD) as usize];
+        if count == 0 {
+            return;
+        }
+        let (fw, lw, lo, hi) = Self::span(first, count);
+        let apply = |word: &mut u64, mask: u64| {
             if used {
                 *word |= mask;
             } else {
                 *word &= !mask;
             }
-            frame += span;
+        };
+        if fw == lw {
+            apply(&mut self.bitmap[fw], lo & hi);
+        } else {
+            apply(&mut self.bitmap[fw], lo);
+            self.bitmap[fw + 1..lw].fill(if used { u64::MAX } else { 0 });
+            apply(&mut self.bitmap[lw], hi);
         }
         if used {
             self.free_frames -= count;
@@ -352,11 +391,11 @@ impl FrameAllocator {
     /// (`NotManaged`) and free (`AlreadyInUse`); on error nothing changes.
     pub fn alloc_at(&mut self, pa: u64, size: u64) -> Result<(), FrameError> {
         let end = checked_frame_range(pa, size)?;
-        let mut used = 0;
+        let mut any_used = false;
         self.for_each_piece(pa, end, |region, first, count| {
-            used += region.used_in(first, count);
+            any_used |= region.highest_used_in(first, count).is_some();
         })?;
-        if used != 0 {
+        if any_used {
             return Err(FrameError::AlreadyInUse);
         }
         self.for_each_piece_mut(pa, end, |region, first, count| {
@@ -369,11 +408,11 @@ impl FrameAllocator {
     /// (`DoubleFree`); on error nothing changes, never a partial free.
     pub fn free(&mut self, pa: u64, size: u64) -> Result<(), FrameError> {
         let end = checked_frame_range(pa, size)?;
-        let mut used = 0;
+        let mut all_used = true;
         self.for_each_piece(pa, end, |region, first, count| {
-            used += region.used_in(first, count);
+            all_used &= region.all_used(first, count);
         })?;
-        if used != size / FRAME_SIZE {
+        if !all_used {
             return Err(FrameError::DoubleFree);
         }
         self.for_each_piece_mut(pa, end, |region, first, count| {
@@ -989,5 +1028,65 @@ mod tests {
             alloc::format!("{}", FrameError::OutOfMemory),
             "out of physical memory"
         );
+    }
+
+    /// Random allocations and frees (sizes and alignments that cross word boundaries, whole
+    /// words and 2 MiB runs) against a frame-per-bool model: the same answers, the same state.
+    #[test]
+    fn matches_a_plain_model_under_random_use() {
+        const FRAMES: u64 = 3000; // not a multiple of 64: a partial last word
+        let base = 0x4000_0000;
+        let mut a = FrameAllocator::new();
+        a.add_region(base, base + FRAMES * FRAME_SIZE).unwrap();
+        let mut model = std::vec![false; FRAMES as usize];
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..4000 {
+            if rand(3) != 0 || live.is_empty() {
+                let frames = [1, 3, 63, 64, 65, 130, 512, 700][rand(8) as usize];
+                let align = FRAME_SIZE << [0, 0, 4, 9][rand(4) as usize];
+                // The model: the highest aligned start whose frames are all free.
+                let expect = (0..=FRAMES.saturating_sub(frames))
+                    .rev()
+                    .map(|f| base + f * FRAME_SIZE)
+                    .filter(|pa| pa % align == 0)
+                    .find(|pa| {
+                        let f = ((pa - base) / FRAME_SIZE) as usize;
+                        model[f..f + frames as usize].iter().all(|u| !u)
+                    });
+                let got = a.alloc_contiguous(frames * FRAME_SIZE, align).ok();
+                assert_eq!(
+                    got, expect,
+                    "step {step}: {frames} frames aligned {align:#x}"
+                );
+                if let Some(pa) = got {
+                    let f = ((pa - base) / FRAME_SIZE) as usize;
+                    model[f..f + frames as usize].fill(true);
+                    live.push((pa, frames));
+                }
+            } else {
+                let (pa, frames) = live.swap_remove(rand(live.len() as u64) as usize);
+                // A double free of part of it first: refused, nothing changes.
+                a.free(pa, frames * FRAME_SIZE).unwrap();
+                assert_eq!(a.free(pa, FRAME_SIZE), Err(FrameError::DoubleFree));
+                let f = ((pa - base) / FRAME_SIZE) as usize;
+                model[f..f + frames as usize].fill(false);
+            }
+            let free = model.iter().filter(|u| !**u).count() as u64;
+            assert_eq!(a.free_bytes(), free * FRAME_SIZE, "step {step}");
+        }
+        for (f, used) in model.iter().enumerate() {
+            assert_eq!(
+                a.is_allocated(base + f as u64 * FRAME_SIZE),
+                *used,
+                "frame {f}"
+            );
+        }
     }
 }

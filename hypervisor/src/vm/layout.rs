@@ -421,6 +421,16 @@ pub fn plan_elf(
 /// (`.bss`) is left as it is: VM RAM is zeroed before an image is loaded. Refuses (copying
 /// nothing more) what [`plan_elf`] would refuse, rather than writing out of bounds.
 pub fn load_elf(ram: &mut [u8], ram_base: u64, image: &[u8]) -> Result<(), LayoutError> {
+    load_elf_with(ram, ram_base, image, |to, from| to.copy_from_slice(from))
+}
+
+/// As [`load_elf`], copying each segment with `copy(to, from)` (the target's fast copy).
+pub fn load_elf_with(
+    ram: &mut [u8],
+    ram_base: u64,
+    image: &[u8],
+    copy: impl Fn(&mut [u8], &[u8]),
+) -> Result<(), LayoutError> {
     let elf = ElfImage::parse(image)?;
     for s in elf.segments() {
         let outside = LayoutError::SegmentOutsideRam {
@@ -437,7 +447,7 @@ pub fn load_elf(ram: &mut [u8], ram_base: u64, image: &[u8]) -> Result<(), Layou
             .and_then(|o| usize::try_from(o).ok())
             .and_then(|o| ram.get_mut(o..o.checked_add(contents.len())?))
             .ok_or(outside)?;
-        target.copy_from_slice(contents);
+        copy(target, contents);
     }
     Ok(())
 }

@@ -425,18 +425,22 @@ impl Vm {
         let ram = ram_bytes(self.ram().pa, self.ram().size);
         if self.spec.flags.elf() {
             // Each segment's file bytes (`.bss` is the zeroed RAM). `plan_elf` accepted them.
-            if let Err(e) = layout::load_elf(ram, self.ram().ipa, self.spec.image) {
+            let copy = crate::arch::copy_bytes;
+            if let Err(e) = layout::load_elf_with(ram, self.ram().ipa, self.spec.image, copy) {
                 log::error!("VM {}: loading its ELF image: {e}", self.name);
             }
         } else {
             let load = self.layout.image_offset as usize;
-            ram[load..load + self.spec.image.len()].copy_from_slice(self.spec.image);
+            crate::arch::copy_bytes(
+                &mut ram[load..load + self.spec.image.len()],
+                self.spec.image,
+            );
         }
         if let Some((start, end)) = self.layout.initrd {
-            ram[start as usize..end as usize].copy_from_slice(self.spec.initrd);
+            crate::arch::copy_bytes(&mut ram[start as usize..end as usize], self.spec.initrd);
         }
         let dtb_off = self.layout.dtb_offset as usize;
-        ram[dtb_off..dtb_off + self.dtb.len()].copy_from_slice(&self.dtb);
+        crate::arch::copy_bytes(&mut ram[dtb_off..dtb_off + self.dtb.len()], &self.dtb);
         // The guest starts with its MMU and caches off: make the image visible to
         // non-cacheable fetches and loads. (Proportional to the RAM: left out of the
         // benchmarks' counts, like zeroing.)

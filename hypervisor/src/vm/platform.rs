@@ -18,6 +18,7 @@ use crate::arch::vcpu_if;
 use crate::devices::pl011::{Pl011, PL011_SIZE};
 use crate::dt::guest_fdt::{GuestGic, GuestPlatform};
 use crate::vgic::{self, Effects, Vgic, VgicConfig, VgicVersion};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use spin::Mutex;
@@ -113,7 +114,7 @@ impl Platform {
         model.set_tx_credit(CONSOLE_BURST_BYTES);
         Uart {
             model,
-            backlog: heapless::Deque::new(),
+            backlog: VecDeque::with_capacity(INPUT_BACKLOG),
             line: false,
         }
     }
@@ -193,7 +194,9 @@ pub const INPUT_BACKLOG: usize = 4096;
 pub struct Uart {
     pub model: Pl011,
     /// Input bytes the FIFO had no room for, oldest first (moved in as the guest reads).
-    backlog: heapless::Deque<u8, INPUT_BACKLOG>,
+    /// On the heap (at most `INPUT_BACKLOG` bytes, reserved at creation): inline it made every
+    /// `Vm` 4 KiB larger, and creating one copies it (docs/benchmarks.md).
+    backlog: VecDeque<u8>,
     /// What the vGIC model was last told of the line (`update_line`): most accesses (a
     /// console character is two, FR then DR) leave the level as it was, and then the vGIC is
     /// not involved at all.
@@ -342,7 +345,9 @@ pub fn console_input(vm: &Vm, byte: u8) {
     };
     let effects = {
         let mut uart = p.uart.lock();
-        if uart.backlog.push_back(byte).is_err() {
+        if uart.backlog.len() < INPUT_BACKLOG {
+            uart.backlog.push_back(byte);
+        } else {
             log::warn!("VM {}: console input backlog full, byte dropped", vm.name);
         }
         uart.drain_backlog();

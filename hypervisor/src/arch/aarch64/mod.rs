@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod context;
+pub mod copy;
 pub mod exceptions;
 pub mod firmware;
 pub mod gic;
@@ -18,6 +19,8 @@ pub mod timer;
 pub mod traps;
 pub mod vcpu_if;
 pub mod vectors;
+
+pub use copy::copy_bytes;
 
 use crate::dt::hwinfo::HwInfo;
 use crate::vm::Vcpu;
