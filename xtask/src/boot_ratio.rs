@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use harness_runner::linux::{self, LinuxImages, LinuxVm, DEFAULT_CMDLINE, DEFAULT_RAM};
-use harness_runner::qemu::{describe_status, LineSplitter, QemuConfig, QemuProgram, QEMU};
+use harness_runner::qemu::{describe_status, LineSplitter, QemuConfig, QEMU};
 use harness_runner::Artifacts;
 
 use crate::build::{rel, Workspace};
@@ -131,7 +131,6 @@ pub fn measure(
     let disk = dir.join("linux-boot.disk.img");
     harness_runner::disk::create(&disk, &[], false).map_err(Failure)?;
     let hv = QemuConfig {
-        program: QemuProgram::System,
         smp: 1,
         gic: 3,
         icount: true,

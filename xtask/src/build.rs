@@ -276,20 +276,7 @@ pub fn build(ws: &Workspace) -> Result<Artifacts, Failure> {
         hypervisor_bin,
         guest_dir,
         linux: None,
-        qemu_backports: None,
     })
-}
-
-/// Fetches Debian's bookworm-backports QEMU into `target/qemu-backports/`
-/// (`scripts/fetch-qemu-backports.sh`, cached) for the suites that need it
-/// (`harness_runner::qemu::QemuBuild::Backports`); the root it is unpacked in.
-pub fn fetch_backports_qemu(ws: &Workspace) -> Result<PathBuf, Failure> {
-    progress("fetching QEMU from bookworm-backports: scripts/fetch-qemu-backports.sh");
-    run_checked(
-        Command::new(ws.root.join("scripts/fetch-qemu-backports.sh")).current_dir(&ws.root),
-        "scripts/fetch-qemu-backports.sh",
-    )?;
-    Ok(ws.out.join(harness_runner::qemu::BACKPORTS_DIR))
 }
 
 /// `path` relative to the workspace root, for messages.

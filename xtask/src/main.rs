@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use harness_runner::formats::{self, GuestVm, ImageFormat};
 use harness_runner::linux::{self, LinuxVm, DEFAULT_CMDLINE, DEFAULT_RAM};
 use harness_runner::qemu::{
-    self, ConsoleEvent, Qemu, QemuConfig, QemuProgram, SpawnOptions, DEFAULT_MEMORY_MIB,
+    self, ConsoleEvent, Qemu, QemuConfig, SpawnOptions, DEFAULT_MEMORY_MIB,
 };
 use harness_runner::suites::{self, SuiteVm};
 use harness_runner::{
-    junit, needs_backports_qemu, needs_linux_images, pending_reason, report, run_suites,
-    test_suite_names, Artifacts,
+    junit, needs_linux_images, pending_reason, report, run_suites, test_suite_names, Artifacts,
 };
 
 use args::{Command as Cmd, Demo, RunOpts, TestOpts, Usage};
@@ -215,7 +214,6 @@ fn cmd_run(ws: &Workspace, opts: &RunOpts) -> Result<(), Stop> {
     fs::write(&bundle_path, bundle)
         .map_err(|e| Failure(format!("cannot write {}: {e}", bundle_path.display())))?;
     let config = QemuConfig {
-        program: QemuProgram::System,
         smp: opts.smp,
         gic: opts.gic,
         icount: opts.icount,
@@ -382,21 +380,6 @@ fn cmd_test(ws: &Workspace, opts: &TestOpts) -> Result<(), Failure> {
                 progress(&format!("{e}; the Linux suites cannot run"));
                 problems.push(format!(
                     "the Linux guest images could not be prepared ({e})"
-                ));
-            }
-        }
-    }
-    if names
-        .iter()
-        .any(|n| needs_backports_qemu(n) && !skip.iter().any(|(s, _)| s == n))
-    {
-        // Without it those suites fail their setup, saying what to run; the others still run.
-        match build::fetch_backports_qemu(ws) {
-            Ok(root) => artifacts.qemu_backports = Some(root),
-            Err(Failure(e)) => {
-                progress(&format!("{e}; the suites that need it cannot run"));
-                problems.push(format!(
-                    "bookworm-backports' QEMU could not be fetched ({e})"
                 ));
             }
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bootbundle::{BundleBuilder, BundleFlags};
 use harness_runner::disk::{create, guest_program_image};
 use harness_runner::mgmt::Session;
-use harness_runner::qemu::{Qemu, QemuConfig, QemuProgram, SpawnOptions, DEFAULT_MEMORY_MIB};
+use harness_runner::qemu::{Qemu, QemuConfig, SpawnOptions, DEFAULT_MEMORY_MIB};
 use harness_runner::suites::GuestImages;
 use harness_runner::Artifacts;
 
@@ -49,7 +49,6 @@ pub fn measure(artifacts: &Artifacts, out_dir: &Path) -> Result<Vec<(String, Str
     std::fs::write(&bundle, b.build().map_err(|e| Failure(e.to_string()))?)
         .map_err(|e| Failure(format!("cannot write {}: {e}", bundle.display())))?;
     let config = QemuConfig {
-        program: QemuProgram::System,
         smp: 1,
         gic: 3,
         icount: true,

@@ -207,7 +207,6 @@ pub fn run_disk_suite(artifacts: &Artifacts, out_dir: &Path) -> SuiteReport {
             memory_mib: DEFAULT_MEMORY_MIB,
             kernel: artifacts.hypervisor_bin.clone(),
             initrd: bundle.clone(),
-            program: crate::qemu::QemuProgram::System,
             disk: Some(disk.to_path_buf()),
         };
         let boot_log = out_dir.join(format!("{name}.boot{}.log", i + 1));

@@ -33,26 +33,16 @@ pub use suites::{Suite, SuiteVm};
 
 use elf::FlatImage;
 use linux::{LinuxImages, LinuxMonitor, LinuxSuite, BAD_VM_ARGS_SUITE};
-use qemu::{
-    ConsoleEvent, InputScript, InputStep, Qemu, QemuBuild, QemuConfig, QemuProgram, SpawnOptions,
-};
+use qemu::{ConsoleEvent, InputScript, InputStep, Qemu, QemuConfig, SpawnOptions};
 use suites::{GuestImages, Symbols, ALL_SUITES, TEST_SUITES};
-
-/// Whether suite `name` runs on bookworm-backports' QEMU ([`QemuBuild::Backports`]), which
-/// `cargo xtask test` then fetches first.
-pub fn needs_backports_qemu(name: &str) -> bool {
-    suites::qemu_build(name) == QemuBuild::Backports
-}
 
 /// Suites that are defined and listed but not run by default (`cargo xtask test
 /// --include-pending` runs them, and so does naming one with `--suite`), with the reason; they
 /// are reported as skipped. Remove a suite from here when what it tests has landed.
 pub const PENDING_SUITES: &[(&str, &str)] = &[(
     "sched_shares_two_cpus",
-    "pending: runs on bookworm-backports' QEMU 10 (QEMU 7.2's -icount round robin starves the \
-         second CPU), whose -icount still serves the second CPU's timer interrupts up to 4 ms \
-         late: VM c gets 19.13 % instead of 20 % of every window; docs/scheduler.md, \
-         \"Known limits\"",
+    "pending: QEMU 7.2's -icount round robin starves the second CPU (fixed in QEMU 8.1 by \
+         `accel/tcg/tcg-accel-ops-rr: ensure fairness with icount`); docs/scheduler.md",
 )];
 
 /// Why suite `name` is pending, if it is.
@@ -105,9 +95,6 @@ pub struct Artifacts {
     pub guest_dir: PathBuf,
     /// Debian's kernel and the initramfs, if prepared (only the Linux suites need them).
     pub linux: Option<LinuxImages>,
-    /// The root bookworm-backports' QEMU is unpacked in (`target/qemu-backports/root`), if
-    /// fetched (only the suites with [`QemuBuild::Backports`] need it).
-    pub qemu_backports: Option<PathBuf>,
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -115,24 +102,6 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 }
 
 impl Artifacts {
-    /// The QEMU program of `build`: an error that says what to do if it was not fetched.
-    pub fn qemu_program(&self, build: QemuBuild) -> Result<QemuProgram, String> {
-        match (build, &self.qemu_backports) {
-            (QemuBuild::System, _) => Ok(QemuProgram::System),
-            (QemuBuild::Backports, Some(root)) => {
-                let program = QemuProgram::Unpacked(root.clone());
-                program.check()?;
-                Ok(program)
-            }
-            (QemuBuild::Backports, None) => Err(
-                "this suite runs on QEMU from Debian's bookworm-backports (QEMU 7.2's -icount \
-                 cannot run it), which was not fetched: run scripts/fetch-qemu-backports.sh, or \
-                 cargo xtask test, which runs it"
-                    .into(),
-            ),
-        }
-    }
-
     pub fn guest_elf(&self, program: &str) -> PathBuf {
         self.guest_dir.join(program)
     }
@@ -319,10 +288,6 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
     let start = Instant::now();
     let name = &suite.name;
     let log = out_dir.join(format!("{name}.log"));
-    let program = match artifacts.qemu_program(suite.qemu) {
-        Ok(program) => program,
-        Err(e) => return failed_setup(name, out_dir, start, e),
-    };
     let setup = || -> Result<PathBuf, String> {
         let bundle = suites::build_bundle_traced(&suite.vms, suite.sched_trace_us, artifacts)?;
         fs::create_dir_all(out_dir)
@@ -343,7 +308,6 @@ pub fn run_suite_def(suite: &Suite, artifacts: &Artifacts, out_dir: &Path) -> Su
         return failed_setup(name, out_dir, start, e);
     }
     let config = QemuConfig {
-        program,
         smp: suite.smp,
         gic: 3,
         icount: suite.icount,
@@ -401,7 +365,6 @@ pub fn run_linux_suite(suite: &LinuxSuite, artifacts: &Artifacts, out_dir: &Path
         kernel: artifacts.hypervisor_bin.clone(),
         initrd: bundle,
         disk: Some(disk),
-        program: QemuProgram::System,
     };
     match run_qemu(&mut monitor, &config, &log, &suite.input) {
         Ok(tail) => SuiteReport {
@@ -673,57 +636,4 @@ pub fn run_suites(
         .into_iter()
         .flatten()
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn artifacts(backports: Option<PathBuf>) -> Artifacts {
-        Artifacts {
-            hypervisor_elf: "missing/hypervisor".into(),
-            hypervisor_bin: "missing/hypervisor.bin".into(),
-            guest_dir: "missing/guests".into(),
-            linux: None,
-            qemu_backports: backports,
-        }
-    }
-
-    #[test]
-    fn the_suite_chooses_its_qemu() {
-        let a = artifacts(None);
-        assert_eq!(a.qemu_program(QemuBuild::System), Ok(QemuProgram::System));
-        let e = a.qemu_program(QemuBuild::Backports).unwrap_err();
-        assert!(e.contains("scripts/fetch-qemu-backports.sh"), "{e}");
-        // Fetched, but the binary is not there (a half-deleted target/): said so.
-        let root = std::env::temp_dir().join(format!("hv-artifacts-qemu-{}", std::process::id()));
-        let a = artifacts(Some(root.clone()));
-        let e = a.qemu_program(QemuBuild::Backports).unwrap_err();
-        assert!(e.contains("no qemu-system-aarch64 under"), "{e}");
-        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
-        std::fs::write(root.join("usr/bin/qemu-system-aarch64"), "").unwrap();
-        assert_eq!(
-            a.qemu_program(QemuBuild::Backports),
-            Ok(QemuProgram::Unpacked(root.clone()))
-        );
-        assert_eq!(a.qemu_program(QemuBuild::System), Ok(QemuProgram::System));
-        std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    /// A suite on the backports QEMU without it fails its setup, before anything is built or
-    /// started, and says what to run.
-    #[test]
-    fn a_backports_suite_without_it_fails_its_setup() {
-        let out = std::env::temp_dir().join(format!("hv-backports-setup-{}", std::process::id()));
-        let mut suite = suites::suite_by_name("sched_shares_two_cpus", &artifacts(None)).unwrap();
-        suite.name = "backports_setup".into();
-        let r = run_suite_def(&suite, &artifacts(None), &out);
-        assert_eq!(r.cases.len(), 1);
-        assert_eq!(r.cases[0].name, "setup");
-        let why = r.cases[0].failure.as_deref().unwrap();
-        assert!(why.contains("bookworm-backports"), "{why}");
-        assert!(why.contains("scripts/fetch-qemu-backports.sh"), "{why}");
-        assert!(!out.join("backports_setup.bundle.bin").exists());
-        std::fs::remove_dir_all(&out).unwrap();
-    }
 }

@@ -933,7 +933,6 @@ pub fn run_mgmt_suite(name: &str, artifacts: &Artifacts, out_dir: &Path) -> Suit
             memory_mib: suite.memory_mib,
             kernel: artifacts.hypervisor_bin.clone(),
             initrd: bundle_path,
-            program: crate::qemu::QemuProgram::System,
             disk: Some(disk_path),
         };
         Ok((suite, config))

@@ -680,7 +680,6 @@ mod tests {
             vms,
             checks: vec![],
             sched_trace_us: 0,
-            qemu: crate::qemu::QemuBuild::System,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Starting QEMU, reading its console, and typing into it ([`InputScript`]).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -10,97 +10,6 @@ use std::time::Duration;
 pub const QEMU: &str = "qemu-system-aarch64";
 /// QEMU `-m` of the test-guest suites (`docs/architecture.md`): 1 GiB.
 pub const DEFAULT_MEMORY_MIB: u64 = 1024;
-/// Where `scripts/fetch-qemu-backports.sh` unpacks bookworm-backports' QEMU, under `target/`.
-pub const BACKPORTS_DIR: &str = "qemu-backports/root";
-
-/// Which QEMU a suite runs on (`Suite::qemu`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum QemuBuild {
-    /// [`QEMU`] on `PATH`: Debian 12's 7.2, which every other suite and every benchmark figure
-    /// is calibrated on.
-    #[default]
-    System,
-    /// Debian's bookworm-backports QEMU (10.0), unpacked under `target/` ([`BACKPORTS_DIR`])
-    /// by `scripts/fetch-qemu-backports.sh`, never installed: for what 7.2 cannot run (its
-    /// `-icount` round robin starves the second CPU; docs/scheduler.md, "Known limits").
-    Backports,
-}
-
-/// The QEMU program a [`QemuConfig`] starts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum QemuProgram {
-    /// [`QEMU`], found on `PATH`.
-    #[default]
-    System,
-    /// A QEMU unpacked from Debian packages (`dpkg-deb -x`) into this root: its binary,
-    /// `usr/share/qemu` (data files) and `usr/lib/<multiarch>/qemu` (modules) are under it.
-    Unpacked(PathBuf),
-}
-
-impl QemuProgram {
-    /// The executable.
-    pub fn path(&self) -> PathBuf {
-        match self {
-            QemuProgram::System => QEMU.into(),
-            QemuProgram::Unpacked(root) => root.join("usr/bin").join(QEMU),
-        }
-    }
-
-    /// Arguments that go before the machine's. An unpacked QEMU looks for its data files and
-    /// modules where it would be installed, which is where the system QEMU's are: `-L` puts
-    /// its own data files first, and `-audio none` keeps it from probing audio back-ends, which
-    /// loads modules: one it lacks is taken from the system QEMU and aborts it ("Only modules
-    /// from the same build can be loaded", then an assertion).
-    pub fn args(&self) -> Vec<String> {
-        match self {
-            QemuProgram::System => Vec::new(),
-            QemuProgram::Unpacked(root) => vec![
-                "-L".into(),
-                root.join("usr/share/qemu").display().to_string(),
-                "-audio".into(),
-                "none".into(),
-            ],
-        }
-    }
-
-    /// Environment variables: an unpacked QEMU's module directory (`QEMU_MODULE_DIR`, searched
-    /// before the compiled-in one), if it has one.
-    pub fn env(&self) -> Vec<(&'static str, PathBuf)> {
-        match self {
-            QemuProgram::System => Vec::new(),
-            QemuProgram::Unpacked(root) => module_dir(root)
-                .map(|d| ("QEMU_MODULE_DIR", d))
-                .into_iter()
-                .collect(),
-        }
-    }
-
-    /// Fails unless the program can be started: an unpacked QEMU whose binary is missing
-    /// says how to fetch it.
-    pub fn check(&self) -> Result<(), String> {
-        match self {
-            QemuProgram::Unpacked(root) if !self.path().is_file() => Err(format!(
-                "no {} under {}: run scripts/fetch-qemu-backports.sh (cargo xtask test runs it \
-                 when a suite needs it)",
-                QEMU,
-                root.display()
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// `usr/lib/<multiarch>/qemu` of an unpacked QEMU, if there is one.
-fn module_dir(root: &Path) -> Option<PathBuf> {
-    let lib = root.join("usr/lib");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&lib)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("qemu")))
-        .filter(|d| d.is_dir())
-        .collect();
-    dirs.sort();
-    dirs.into_iter().next()
-}
 
 /// One QEMU `virt` machine, as `docs/architecture.md` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,14 +25,11 @@ pub struct QemuConfig {
     pub initrd: PathBuf,
     /// The hypervisor's disk (a raw image, see [`crate::disk`]), attached as virtio-blk.
     pub disk: Option<PathBuf>,
-    /// Which QEMU runs it.
-    pub program: QemuProgram,
 }
 
 impl QemuConfig {
     pub fn args(&self) -> Vec<String> {
-        let mut a = self.program.args();
-        a.extend([
+        let mut a: Vec<String> = vec![
             "-M".into(),
             format!("virt,virtualization=on,gic-version={}", self.gic),
             "-cpu".into(),
@@ -143,7 +49,7 @@ impl QemuConfig {
             self.kernel.display().to_string(),
             "-initrd".into(),
             self.initrd.display().to_string(),
-        ]);
+        ];
         if self.icount {
             a.extend(["-icount".into(), "shift=0,sleep=off".into()]);
         }
@@ -153,23 +59,12 @@ impl QemuConfig {
         a
     }
 
-    /// The command line, for logs and for people to paste (environment variables first).
+    /// The command line, for logs and for people to paste.
     pub fn command_line(&self) -> String {
-        self.program
-            .env()
-            .into_iter()
-            .map(|(k, v)| format!("{k}={}", v.display()))
-            .chain(std::iter::once(self.program.path().display().to_string()))
+        std::iter::once(QEMU.to_string())
             .chain(self.args())
             .collect::<Vec<_>>()
             .join(" ")
-    }
-
-    /// The command that starts this QEMU (its standard streams still to connect).
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(self.program.path());
-        cmd.args(self.args()).envs(self.program.env());
-        cmd
     }
 }
 
@@ -226,10 +121,9 @@ impl Qemu {
     }
 
     fn start(config: &QemuConfig, options: SpawnOptions, pipe_stdin: bool) -> io::Result<Qemu> {
-        config.program.check().map_err(io::Error::other)?;
-        let program = config.program.path();
-        let mut cmd = config.command();
-        cmd.stdout(Stdio::piped())
+        let mut cmd = Command::new(QEMU);
+        cmd.args(config.args())
+            .stdout(Stdio::piped())
             .stdin(if pipe_stdin {
                 Stdio::piped()
             } else if options.inherit_stdin {
@@ -242,9 +136,9 @@ impl Qemu {
             } else {
                 Stdio::piped()
             });
-        let mut child = cmd.spawn().map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot start {}: {e}", program.display()))
-        })?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {QEMU}: {e}")))?;
         let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
@@ -588,7 +482,6 @@ mod tests {
             kernel: "target/images/hypervisor.bin".into(),
             initrd: "b.bin".into(),
             disk: None,
-            program: QemuProgram::System,
         };
         assert_eq!(
             c.command_line(),
@@ -624,66 +517,6 @@ mod tests {
         assert!(c.command_line().ends_with(
             " -drive file=d.img,if=none,format=raw,id=hd0 -device virtio-blk-device,drive=hd0"
         ));
-    }
-
-    /// A backports QEMU is started from where it was unpacked, with its own data files and
-    /// modules, and without audio; the system one exactly as before.
-    #[test]
-    fn an_unpacked_qemu_gets_its_data_and_modules() {
-        let root = std::env::temp_dir().join(format!("hv-qemu-unpacked-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let modules = root.join("usr/lib/x86_64-linux-gnu/qemu");
-        std::fs::create_dir_all(&modules).unwrap();
-        let c = QemuConfig {
-            smp: 2,
-            gic: 3,
-            icount: true,
-            memory_mib: DEFAULT_MEMORY_MIB,
-            kernel: "h.bin".into(),
-            initrd: "b.bin".into(),
-            disk: None,
-            program: QemuProgram::Unpacked(root.clone()),
-        };
-        let r = root.display();
-        assert_eq!(
-            c.command_line(),
-            format!(
-                "QEMU_MODULE_DIR={r}/usr/lib/x86_64-linux-gnu/qemu {r}/usr/bin/qemu-system-aarch64 \
-                 -L {r}/usr/share/qemu -audio none -M virt,virtualization=on,gic-version=3 \
-                 -cpu max -smp 2 -m 1G -display none -serial stdio -monitor none -no-reboot \
-                 -kernel h.bin -initrd b.bin -icount shift=0,sleep=off"
-            )
-        );
-        let cmd = c.command();
-        assert_eq!(
-            cmd.get_program(),
-            root.join("usr/bin/qemu-system-aarch64").as_os_str()
-        );
-        assert_eq!(
-            cmd.get_envs().collect::<Vec<_>>(),
-            [(
-                std::ffi::OsStr::new("QEMU_MODULE_DIR"),
-                Some(modules.as_os_str())
-            )]
-        );
-        // Not fetched: starting it fails and says what to run.
-        let e = c.program.check().unwrap_err();
-        assert!(e.contains("scripts/fetch-qemu-backports.sh"), "{e}");
-        let e = Qemu::spawn(&c, SpawnOptions::default()).err().unwrap();
-        assert!(e.to_string().contains("fetch-qemu-backports"), "{e}");
-        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
-        std::fs::write(root.join("usr/bin/qemu-system-aarch64"), "").unwrap();
-        assert_eq!(c.program.check(), Ok(()));
-        // The system QEMU: no variable, no extra argument.
-        let system = QemuConfig {
-            program: QemuProgram::System,
-            ..c
-        };
-        assert!(system.command().get_envs().next().is_none());
-        assert!(system
-            .command_line()
-            .starts_with("qemu-system-aarch64 -M virt,"));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     fn ms(n: u64) -> Duration {

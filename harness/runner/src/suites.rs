@@ -6,7 +6,6 @@ use bootbundle::{BundleBuilder, OwnedVmSpec, VmFlags};
 
 use crate::elf::FlatImage;
 use crate::formats::{bootcheck_cmdline, ImageFormat};
-use crate::qemu::QemuBuild;
 
 /// Test guests are linked at this IPA (`TEST_GUEST_IPA_BASE`, see `docs/architecture.md`).
 pub const TEST_GUEST_IPA_BASE: u64 = 0x8000_0000;
@@ -33,8 +32,6 @@ pub struct Suite {
     /// The boot bundle's `sched_trace_us`: the hypervisor prints a `#HV sched-window` record
     /// every that many microseconds (0: none), which [`Check::Shares`] judges.
     pub sched_trace_us: u32,
-    /// Which QEMU runs it: [`qemu_build`] of its name.
-    pub qemu: QemuBuild,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,17 +283,6 @@ fn suite(name: &str, smp: u32, vms: Vec<SuiteVm>) -> Suite {
         vms,
         checks: Vec::new(),
         sched_trace_us: 0,
-        qemu: qemu_build(name),
-    }
-}
-
-/// Which QEMU suite `name` runs on: the system one (Debian 12's 7.2, which the figures are
-/// calibrated on), except where its `-icount` round robin, which gives the first CPU the whole
-/// budget to the next deadline, starves the second CPU (docs/scheduler.md, "Known limits").
-pub fn qemu_build(name: &str) -> QemuBuild {
-    match name {
-        "sched_shares_two_cpus" => QemuBuild::Backports,
-        _ => QemuBuild::System,
     }
 }
 
@@ -850,33 +836,6 @@ mod tests {
         );
         assert!(vm(&s, "bench").pmu && !vm(&s, "partner").pmu);
         assert!(s.vms.iter().all(|v| v.platform));
-    }
-
-    /// Only the 2-CPU share suite leaves the system QEMU 7.2: the others, the bench suites
-    /// above all, stay on what their figures were measured with.
-    #[test]
-    fn only_the_two_cpu_shares_run_on_the_backports_qemu() {
-        for name in ALL_SUITES {
-            let s = suite_by_name(name, &Fake).unwrap();
-            let want = if *name == "sched_shares_two_cpus" {
-                QemuBuild::Backports
-            } else {
-                QemuBuild::System
-            };
-            assert_eq!(s.qemu, want, "{name}");
-            assert_eq!(
-                crate::needs_backports_qemu(name),
-                want == QemuBuild::Backports
-            );
-        }
-        assert!(BENCH_SUITES
-            .iter()
-            .all(|n| suite_by_name(n, &Fake).unwrap().qemu == QemuBuild::System));
-        let others: Vec<_> = crate::all_suite_names()
-            .into_iter()
-            .filter(|n| crate::needs_backports_qemu(n))
-            .collect();
-        assert_eq!(others, ["sched_shares_two_cpus"]);
     }
 
     #[test]
