@@ -39,11 +39,7 @@ use suites::{GuestImages, Symbols, ALL_SUITES, TEST_SUITES};
 /// Suites that are defined and listed but not run by default (`cargo xtask test
 /// --include-pending` runs them, and so does naming one with `--suite`), with the reason; they
 /// are reported as skipped. Remove a suite from here when what it tests has landed.
-pub const PENDING_SUITES: &[(&str, &str)] = &[(
-    "sched_shares_two_cpus",
-    "pending: QEMU 7.2's -icount round robin starves the second CPU (fixed in QEMU 8.1 by \
-         `accel/tcg/tcg-accel-ops-rr: ensure fairness with icount`); docs/scheduler.md",
-)];
+pub const PENDING_SUITES: &[(&str, &str)] = &[];
 
 /// Why suite `name` is pending, if it is.
 pub fn pending_reason(name: &str) -> Option<&'static str> {

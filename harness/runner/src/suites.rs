@@ -272,6 +272,10 @@ pub const SWITCH_PARTNER_WORK: u64 = 256;
 pub const SWITCH_PARTNER_YIELDS: u64 = 3 * SWITCH_ROUNDS + 2000;
 const _: () = assert!(SWITCH_PARTNER_YIELDS > 2 * (SWITCH_ROUNDS + 50));
 
+/// `sched_shares_two_cpus`: the spinners keep a masked virtual timer at most this far ahead
+/// (`spinner`'s `pace_us`), so that QEMU's `-icount` round robin interleaves the two CPUs.
+pub const SHARE_PACE_US: u64 = 50;
+
 const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn suite(name: &str, smp: u32, vms: Vec<SuiteVm>) -> Suite {
@@ -445,7 +449,11 @@ pub fn suite_by_name(name: &str, symbols: &dyn Symbols) -> Result<Suite, String>
             s
         }
         "sched_shares_two_cpus" => {
-            share_suite(name, 2, &[("a", 50), ("b", 30), ("c", 20)], SHARE_SPIN_MS)
+            let mut s = share_suite(name, 2, &[("a", 50), ("b", 30), ("c", 20)], SHARE_SPIN_MS);
+            for vm in &mut s.vms {
+                vm.cmdline = format!("{} pace_us={SHARE_PACE_US}", vm.cmdline);
+            }
+            s
         }
         // A VM capped at 20 % alone on an idle two-CPU device gets at most 20 % (0.4 CPU).
         "sched_cap_alone" => {
@@ -893,10 +901,12 @@ mod tests {
                 tolerance_bp: 50
             })
         );
-        assert_eq!(
-            suite_by_name("sched_shares_two_cpus", &Fake).unwrap().smp,
-            2
-        );
+        // On two CPUs the spinners pace QEMU's round robin, and the suite runs by default.
+        let s = suite_by_name("sched_shares_two_cpus", &Fake).unwrap();
+        assert_eq!(s.smp, 2);
+        let pace = format!("pace_us={SHARE_PACE_US}");
+        assert!(s.vms.iter().all(|v| v.cmdline.contains(&pace)));
+        assert!(crate::pending_reason("sched_shares_two_cpus").is_none());
         // The VMs of `cargo xtask run`: a management VM and two 1-vCPU VMs given no share.
         let s = suite_by_name("sched_default_shares_fit", &Fake).unwrap();
         assert_eq!(s.smp, 2);
