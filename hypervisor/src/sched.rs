@@ -141,18 +141,35 @@ mod target {
     pub fn add_vm(vm: &Vm, pct: Option<u8>) -> Result<(), QuotaError> {
         let id = vm.id as u16;
         let vcpus = vm.vcpus.len() as u16;
-        with(|g| match pct {
-            Some(p) => g.quota.add_vm(id, vcpus, p as u32),
-            None => g.quota.add_management_vm(vcpus),
+        with(|g| {
+            match pct {
+                Some(p) => g.quota.add_vm(id, vcpus, p as u32),
+                None => g.quota.add_management_vm(vcpus),
+            }?;
+            tag_vcpus(g, vm);
+            Ok(())
         })
         .unwrap_or(Ok(()))
+    }
+
+    /// Tags `vm`'s vCPUs with their addresses, which the decisions that run them carry
+    /// (`Decision::tag`, read back by `vcpu_of`).
+    fn tag_vcpus(g: &mut Global, vm: &Vm) {
+        for v in &vm.vcpus {
+            let _ = g.quota.set_tag(v.sched_id(), *v as *const Vcpu as usize);
+        }
     }
 
     /// Registers a boot VM given an equal part of the CPU: that part, or the largest lower
     /// one that can be placed (`quota::Scheduler::add_vm_fitting`); the percentage in force.
     pub fn add_vm_fitting(vm: &Vm, pct: u8) -> Result<u8, QuotaError> {
         let (id, vcpus) = (vm.id as u16, vm.vcpus.len() as u16);
-        with(|g| g.quota.add_vm_fitting(id, vcpus, pct as u32)).unwrap_or(Ok(pct))
+        with(|g| {
+            let got = g.quota.add_vm_fitting(id, vcpus, pct as u32)?;
+            tag_vcpus(g, vm);
+            Ok(got)
+        })
+        .unwrap_or(Ok(pct))
     }
 
     /// Begins the first period. Boot CPU, once the boot VMs are registered.
@@ -356,7 +373,7 @@ mod target {
             // Charged up to `now`: if the switch fails the full path must not charge again.
             self.turn_end = TurnEnd::Other;
             self.since = now;
-            let next = vcpu_by_id(d.run?)?;
+            let next = vcpu_of(&d)?;
             let regs = self.switch_to(next, me)?;
             crate::arch::timer::arm_at(d.until);
             Some(regs)
@@ -383,7 +400,7 @@ mod target {
             {
                 crate::vm::platform::refill_console_budgets();
             }
-            match d.run.and_then(vcpu_by_id) {
+            match vcpu_of(&d) {
                 Some(v) => {
                     if let Some(regs) = self.switch_to(v, me) {
                         crate::arch::timer::arm_at(d.until);
@@ -504,7 +521,7 @@ mod target {
     }
 
     fn runnable(vcpu: &Vcpu) -> bool {
-        vcpu.vm.is_running() && *vcpu.power.lock() == Power::On
+        vcpu.vm.is_running() && vcpu.power.is_on()
     }
 
     /// Starts `vcpu` if a CPU_ON is pending for it, and says whether it can run.
@@ -516,10 +533,21 @@ mod target {
         Started,
     }
 
+    #[inline]
     fn start_if_pending(vcpu: &Vcpu) -> Start {
         if !vcpu.vm.is_running() {
             return Start::No;
         }
+        // The usual case without the lock: a vCPU that is on stays on until it turns itself
+        // off (PSCI CPU_OFF, while loaded) or its VM stops, which the caller sees next time.
+        if vcpu.power.is_on() {
+            return Start::Running;
+        }
+        start_pending(vcpu)
+    }
+
+    #[inline(never)]
+    fn start_pending(vcpu: &Vcpu) -> Start {
         let mut power = vcpu.power.lock();
         match *power {
             Power::On => Start::Running,
@@ -544,6 +572,19 @@ mod target {
     /// PMU set up by the management VM; `#HV vm-first-entry`).
     pub fn measure_first_entry(vm: usize) {
         FIRST_ENTRY.store(vm, Ordering::Release);
+    }
+
+    /// The vCPU decision `d` runs: by its tag (its address, `tag_vcpus`), or by its id.
+    #[inline]
+    fn vcpu_of(d: &quota::Decision) -> Option<&'static Vcpu> {
+        if d.tag != 0 {
+            // SAFETY: tags are set only by `tag_vcpus`, to the address of a `Vcpu` of a VM in
+            // the quota scheduler; vCPUs and VMs are leaked at creation and never freed
+            // (`vm_table` hands out `&'static Vm`), so the address stays valid. A deleted VM's
+            // vCPU found this way is refused by `switch_to` (its VM is not running).
+            return Some(unsafe { &*(d.tag as *const Vcpu) });
+        }
+        vcpu_by_id(d.run?)
     }
 
     fn vcpu_by_id(id: VcpuId) -> Option<&'static Vcpu> {

@@ -333,6 +333,8 @@ pub struct Decision {
     /// Other physical CPUs (bit per CPU) that must pick again now (send them a kick SGI): a
     /// vCPU moved to them, or the configuration changed.
     pub kick: u64,
+    /// The `run` vCPU's tag (`Scheduler::set_tag`); 0 without one.
+    pub tag: usize,
 }
 
 /// One VM's accounting, as the management VM and the console see it. Times in ticks.
@@ -401,6 +403,8 @@ struct LaneMember {
     /// Its VM's slot in the lane.
     slot: usize,
     id: VcpuId,
+    /// Its tag (`Scheduler::set_tag`).
+    tag: usize,
 }
 
 impl Default for LaneMember {
@@ -409,6 +413,7 @@ impl Default for LaneMember {
             vcpu: 0,
             slot: 0,
             id: VcpuId::new(0, 0),
+            tag: 0,
         }
     }
 }
@@ -452,6 +457,8 @@ struct Vcpu {
     /// Run time this period.
     ran: u64,
     throttled_since: Option<u64>,
+    /// An opaque word of the embedder's (`set_tag`), returned with decisions that run it.
+    tag: usize,
 }
 
 /// A configuration to put in force at the next period: per VM (index in `vms`) its
@@ -635,6 +642,7 @@ impl Scheduler {
                     boosted_at: None,
                     ran: 0,
                     throttled_since: None,
+                    tag: 0,
                 },
             );
         }
@@ -644,6 +652,15 @@ impl Scheduler {
             place: layout.place.concat(),
             split: layout.split.concat(),
         });
+        Ok(())
+    }
+
+    /// Attaches `tag` to `vcpu`: decisions that run it carry it (`Decision::tag`), so that the
+    /// embedder finds its own vCPU without a lookup (the hypervisor's: the vCPU's address).
+    pub fn set_tag(&mut self, vcpu: VcpuId, tag: usize) -> Result<(), QuotaError> {
+        self.fold_lanes();
+        let j = self.find_vcpu(vcpu).ok_or(QuotaError::UnknownVm(vcpu.vm))?;
+        self.vcpus[j].tag = tag;
         Ok(())
     }
 
@@ -870,6 +887,7 @@ impl Scheduler {
                 run: None,
                 until: NEVER,
                 kick: 0,
+                tag: 0,
             };
         }
         self.advance(now);
@@ -902,6 +920,7 @@ impl Scheduler {
             x.boosted_at = None;
             x.id
         });
+        let tag = chosen.map_or(0, |j| self.vcpus[j].tag);
         self.cur[pcpu] = run;
         for k in 0..self.queues[pcpu].len() {
             let j = self.queues[pcpu][k];
@@ -912,7 +931,12 @@ impl Scheduler {
         if let Some(j) = chosen {
             self.build_lane(pcpu, j);
         }
-        Decision { run, until, kick }
+        Decision {
+            run,
+            until,
+            kick,
+            tag,
+        }
     }
 
     /// After a full decision for `pcpu` that chose `chosen`: the vCPUs a yield may switch
@@ -957,6 +981,7 @@ impl Scheduler {
                             vcpu: j,
                             slot,
                             id: x.id,
+                            tag: x.tag,
                         };
                         lane.len += 1;
                     }
@@ -1039,6 +1064,7 @@ impl Scheduler {
             run: Some(m.id),
             until: lane.horizon.min(now.saturating_add(rem)),
             kick: 0,
+            tag: m.tag,
         })
     }
 

@@ -1175,6 +1175,16 @@ fn yields_through_the_fast_lane_keep_shares_and_accounting_exact() {
         for &(vm, pct) in &pcts {
             s.add_vm(vm, 1, pct).unwrap();
         }
+        // Every decision that runs a vCPU carries its tag, through either path.
+        let tag = |id: VcpuId| 1000 + id.vm as usize;
+        for &(vm, _) in &pcts {
+            s.set_tag(VcpuId::new(vm, 0), tag(VcpuId::new(vm, 0)))
+                .unwrap();
+        }
+        assert_eq!(
+            s.set_tag(VcpuId::new(9, 0), 1),
+            Err(QuotaError::UnknownVm(9))
+        );
         s.start(0);
         for &(vm, _) in &pcts {
             s.power_on(VcpuId::new(vm, 0), 0);
@@ -1238,6 +1248,7 @@ fn yields_through_the_fast_lane_keep_shares_and_accounting_exact() {
                     }
                 }
             };
+            assert_eq!(next.tag, next.run.map_or(0, tag));
             let y = if t == yield_at || d.run.is_none() || next.run != d.run {
                 t + 10 * US + next_rand() % (490 * US)
             } else {

@@ -53,6 +53,61 @@ pub enum Power {
     On,
 }
 
+/// A vCPU's power state, and whether it is `On` readable without the lock: the vCPU switch
+/// (`sched`) asks that of every vCPU it loads. Every change goes through the guard of
+/// [`PowerCell::lock`], which updates the flag before the lock is released.
+pub struct PowerCell {
+    state: Mutex<Power>,
+    on: AtomicBool,
+}
+
+pub struct PowerGuard<'a> {
+    state: spin::MutexGuard<'a, Power>,
+    on: &'a AtomicBool,
+}
+
+impl PowerCell {
+    pub const fn new(power: Power) -> Self {
+        PowerCell {
+            on: AtomicBool::new(matches!(power, Power::On)),
+            state: Mutex::new(power),
+        }
+    }
+
+    pub fn lock(&self) -> PowerGuard<'_> {
+        PowerGuard {
+            state: self.state.lock(),
+            on: &self.on,
+        }
+    }
+
+    /// Whether the state is `On` (as of the last guard dropped).
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+}
+
+impl core::ops::Deref for PowerGuard<'_> {
+    type Target = Power;
+    fn deref(&self) -> &Power {
+        &self.state
+    }
+}
+
+impl core::ops::DerefMut for PowerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Power {
+        &mut self.state
+    }
+}
+
+impl Drop for PowerGuard<'_> {
+    fn drop(&mut self) {
+        // Before the lock is released (the fields drop after this).
+        self.on
+            .store(matches!(*self.state, Power::On), Ordering::Release);
+    }
+}
+
 /// `Vcpu::lazy_home` when no physical CPU's registers hold any of the vCPU's state.
 pub const NO_CPU: usize = usize::MAX;
 
@@ -63,7 +118,7 @@ pub struct Vcpu {
     ctx: UnsafeCell<VcpuContext>,
     pub vm: &'static Vm,
     pub index: usize,
-    pub power: Mutex<Power>,
+    pub power: PowerCell,
     /// Loaded in the registers of physical CPU `running_on` right now.
     loaded: AtomicBool,
     /// The physical CPU it was last loaded on (the scheduler may move it between periods).
@@ -406,7 +461,7 @@ impl Vm {
                 }),
                 vm: vm_ref,
                 index,
-                power: Mutex::new(Power::Off),
+                power: PowerCell::new(Power::Off),
                 loaded: AtomicBool::new(false),
                 running_on: AtomicUsize::new(NO_CPU),
                 lazy_home: AtomicUsize::new(NO_CPU),

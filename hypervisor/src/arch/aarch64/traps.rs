@@ -94,29 +94,24 @@ pub fn set_fp_trap(trap: bool) {
 /// switched. The PMU traps (TPM, TPMCR) unless the VM was given the PMU (benchmarks), in which
 /// case all counters are the guest's (HPMN = PMCR_EL0.N) and counting at EL2 is allowed
 /// (HPMD = 0) so that the hypervisor's cost can be measured from the guest.
+#[inline]
 pub fn set_pmu_access(allowed: bool) {
-    let value = if allowed {
-        &MDCR_PMU_ALLOWED
-    } else {
-        &MDCR_PMU_TRAPPED
-    };
-    MDCR_EL2.set(value.load(Ordering::Relaxed));
+    MDCR_EL2.set(MDCR_VALUES[allowed as usize].load(Ordering::Relaxed));
 }
 
-/// MDCR_EL2 with and without PMU access (`set_pmu_access`), computed by `init_mdcr_values`
-/// rather than on every vCPU load (PMCR_EL0.N is a read of a system register).
-static MDCR_PMU_ALLOWED: AtomicU64 = AtomicU64::new(0);
-static MDCR_PMU_TRAPPED: AtomicU64 = AtomicU64::new(0);
+/// MDCR_EL2 with the PMU trapped (index 0) and with PMU access (index 1, `set_pmu_access`),
+/// computed by `init_mdcr_values` rather than on every vCPU load (PMCR_EL0.N is a read of a
+/// system register).
+static MDCR_VALUES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
-/// Computes `MDCR_PMU_ALLOWED` and `MDCR_PMU_TRAPPED` from this CPU (the CPUs are taken to be
-/// alike).
+/// Computes `MDCR_VALUES` from this CPU (the CPUs are taken to be alike).
 fn init_mdcr_values() {
     let counters = (PMCR_N.read() >> 11) & 0x1f;
     let traps = MDCR_EL2::TDA::SET + MDCR_EL2::TDOSA::SET + MDCR_EL2::TDRA::SET;
     let allowed = traps + MDCR_EL2::HPMN.val(counters);
     let trapped = allowed + MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET;
-    MDCR_PMU_ALLOWED.store(allowed.value, Ordering::Relaxed);
-    MDCR_PMU_TRAPPED.store(trapped.value, Ordering::Relaxed);
+    MDCR_VALUES[1].store(allowed.value, Ordering::Relaxed);
+    MDCR_VALUES[0].store(trapped.value, Ordering::Relaxed);
 }
 
 /// PMCR_EL0, read for its N field (bits 15:11, the number of event counters).
