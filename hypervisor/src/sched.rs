@@ -357,7 +357,7 @@ mod target {
         /// A yield while nothing but time passed since this CPU's last decision: the quota
         /// scheduler's O(1) path (`Scheduler::yield_fast`), the common case of vCPUs handing
         /// the CPU to each other. `None`: take the full path.
-        #[inline(never)]
+        #[inline(always)]
         fn yield_fast(&mut self, me: usize) -> Option<*mut GuestRegs> {
             let now = crate::arch::physical_count();
             let d = {

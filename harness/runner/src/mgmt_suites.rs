@@ -41,6 +41,8 @@ pub const LINUX_SUSPEND: &str = "mgmt_linux_suspend";
 pub const LINUX_SUSPEND_CONSOLE: &str = "mgmt_linux_suspend_console";
 /// Command lines longer than the hypervisor's 64-byte input chunks reach the shell whole.
 pub const LONG_LINES: &str = "mgmt_long_lines";
+/// Every failure path of the life cycle, with a fault injected on the real hypervisor.
+pub const FAULTS: &str = "mgmt_faults";
 
 /// Every management suite, for `--suite`.
 pub const MGMT_SUITES: &[&str] = &[
@@ -52,6 +54,7 @@ pub const MGMT_SUITES: &[&str] = &[
     LINUX_SUSPEND,
     LINUX_SUSPEND_CONSOLE,
     LONG_LINES,
+    FAULTS,
 ];
 
 /// Whether `name` is a management suite.
@@ -968,7 +971,7 @@ pub fn suite(name: &str, artifacts: &Artifacts) -> Result<MgmtSuite, String> {
         ))
     };
     let (images, memory_mib) = match name {
-        LIFECYCLE | SUSPEND_COUNTER | APPLY_CHANGES | RESTART | LONG_LINES => {
+        LIFECYCLE | SUSPEND_COUNTER | APPLY_CHANGES | RESTART | LONG_LINES | FAULTS => {
             (vec![guest("counter")?], DEFAULT_MEMORY_MIB)
         }
         DELETE_SCRUB => (vec![guest("scrub")?], DEFAULT_MEMORY_MIB),
@@ -1065,6 +1068,91 @@ fn image_id(case: &'static str, program: &str) -> Step {
     )
 }
 
+/// [`FAULTS`]: each failure path of the life cycle on the real hypervisor. The management
+/// shell's `fault ram|disk|image 1` (bundle flag `FAULT_INJECTION`) makes the next RAM
+/// allocation, disk request or image read fail; the operation must fail with the status that
+/// says why, leave the VM in its state and the free RAM as it was, and succeed when tried again.
+fn faults() -> Vec<Step> {
+    let vm = "f";
+    // `op` of `vm` with `fault` injected: refused with `status`, `state` kept, FreeRAM kept.
+    let refused = |case: &'static str, fault: &str, op: &str, status: u16, state: u8| {
+        vec![
+            free_ram(case, "free_before"),
+            Step::cmd(case, &format!("fault {fault} 1"), 200),
+            Step::op(case, vm, op, status),
+            Step::state(case, vm, state),
+            free_ram(case, "free_after"),
+            Step::check(case, "FreeRAM unchanged", |c| {
+                expect_eq(
+                    "FreeRAM after the failed operation",
+                    num(c.vars, "free_after")?,
+                    num(c.vars, "free_before")?,
+                )
+            }),
+        ]
+    };
+    let counting = |case: &'static str| Step::line(case, r"^f\| count=\d+$");
+    let mut s = vec![
+        image_id("create_without_ram", "counter"),
+        Step::cmd("create_without_ram", "add ./VirMO/f", 200),
+        Step::cmd(
+            "create_without_ram",
+            "replace ./VirMO/f/CreateParams ImgID={img}&RAM=16M&Running=true",
+            200,
+        ),
+    ];
+    s.extend(refused("create_without_ram", "ram", "Create", 420, 0));
+    s.extend(refused(
+        "create_image_unreadable",
+        "image",
+        "Create",
+        510,
+        0,
+    ));
+    s.extend(refused("create_disk_error", "disk", "Create", 510, 0));
+    s.extend([
+        Step::no_line(
+            "create_disk_error",
+            r"^#HV vm-create ",
+            From::Start,
+            Duration::ZERO,
+        ),
+        Step::op("create_after_faults", vm, "Create", 200),
+        Step::state("create_after_faults", vm, 2),
+        counting("create_after_faults"),
+    ]);
+    // The VM keeps running through a failed suspend.
+    s.extend(refused("suspend_disk_error", "disk", "Suspend", 510, 2));
+    s.extend([
+        counting("suspend_disk_error"),
+        Step::op("suspend_after_fault", vm, "Suspend", 200),
+        Step::state("suspend_after_fault", vm, 3),
+    ]);
+    s.extend(refused("resume_without_ram", "ram", "Resume", 420, 3));
+    s.extend(refused("resume_disk_error", "disk", "Resume", 510, 3));
+    s.extend([
+        Step::op("resume_after_faults", vm, "Resume", 200),
+        Step::state("resume_after_faults", vm, 2),
+        counting("resume_after_faults"),
+        Step::op("power_on_without_ram", vm, "PowerOff", 200),
+        Step::state("power_on_without_ram", vm, 1),
+    ]);
+    s.extend(refused("power_on_without_ram", "ram", "PowerOn", 420, 1));
+    s.extend([
+        Step::op("power_on_after_fault", vm, "PowerOn", 200),
+        Step::state("power_on_after_fault", vm, 2),
+        counting("power_on_after_fault"),
+        // The tree's record cannot be written: the whole command is rolled back.
+        Step::cmd("delete_disk_error", "fault disk 1", 200),
+        Step::op("delete_disk_error", vm, "Delete", 510).answer("rolled back"),
+        Step::state("delete_disk_error", vm, 2),
+        counting("delete_disk_error"),
+        Step::op("delete_after_fault", vm, "Delete", 200),
+        Step::cmd("delete_after_fault", "get ./VirMO/f", 404),
+    ]);
+    s
+}
+
 /// `FreeRAM` of `VirMO/DeviceResources`, captured as `var`.
 fn free_ram(case: &'static str, var: &str) -> Step {
     Step::get(
@@ -1085,6 +1173,7 @@ pub fn steps(name: &str) -> Option<Vec<Step>> {
         LINUX_SUSPEND => linux_suspend(false),
         LINUX_SUSPEND_CONSOLE => linux_suspend(true),
         LONG_LINES => long_lines(),
+        FAULTS => faults(),
         _ => return None,
     })
 }
