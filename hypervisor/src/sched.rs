@@ -478,6 +478,7 @@ mod target {
             }
         }
 
+        #[inline(always)]
         fn unload_current(&mut self) {
             if let Some(cur) = self.current.take() {
                 // SAFETY: `cur` is the vCPU loaded on this CPU.

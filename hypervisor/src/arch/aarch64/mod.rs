@@ -235,6 +235,7 @@ pub fn cpu_count() -> usize {
 ///
 /// # Safety
 /// `vcpu` must be pinned to this CPU and no other vCPU may be loaded.
+#[inline(always)]
 pub unsafe fn load_vcpu(vcpu: &Vcpu) {
     let vm = vcpu.vm;
     // SAFETY: the caller guarantees exclusive access to this vCPU's context.
@@ -269,6 +270,7 @@ pub unsafe fn load_vcpu(vcpu: &Vcpu) {
 ///
 /// # Safety
 /// `vcpu` must be the vCPU loaded on this CPU.
+#[inline(always)]
 pub unsafe fn unload_vcpu(vcpu: &Vcpu) {
     // SAFETY: the caller guarantees exclusive access to this vCPU's context.
     let ctx = unsafe { vcpu.ctx() };
