@@ -202,12 +202,22 @@ pub fn vtcr_value(pa_range_bits: u32) -> u64 {
 ///
 /// The page-table code dereferences what `alloc_table` returns, so it must be a pointer to
 /// 4 KiB of memory, 4 KiB aligned, below 2^48, valid for reads and writes, used by nobody else
-/// until it is passed back to `free_table`, and zeroed (with the zeroes visible to the table
-/// walker: `dsb ishst` on the target). `free_table` is only ever given pointers this allocator
-/// returned. (Breaking this is undefined behaviour: the trait would better be `unsafe`.)
+/// until it is passed back to `free_table`; after `zero_table` it must read as zeroes, visible
+/// to the table walker (`dsb ishst` on the target). `free_table` is only ever given pointers
+/// this allocator returned. (Breaking this is undefined behaviour: the trait would better be `unsafe`.)
 pub trait TableAllocator {
-    /// A zeroed, 4 KiB-aligned table, or `None` when out of memory.
+    /// A 4 KiB-aligned table (its contents need not be zero: `zero_table` clears it), or `None`
+    /// when out of memory.
     fn alloc_table(&mut self) -> Option<NonNull<[u64; 512]>>;
+    /// Zeroes a table `alloc_table` returned, before it is used. The default writes the 512
+    /// entries one by one; an allocator with a faster way (`DC ZVA`) overrides it: a table is
+    /// built at every VM creation and resume (docs/benchmarks.md).
+    fn zero_table(&mut self, table: NonNull<[u64; 512]>) {
+        let table = Table(table);
+        for index in 0..ENTRIES_PER_TABLE {
+            table.set_entry(index, 0);
+        }
+    }
     /// Takes back a table `alloc_table` returned.
     fn free_table(&mut self, table: NonNull<[u64; 512]>);
 }
@@ -739,11 +749,9 @@ fn new_table<A: TableAllocator>(allocator: &mut A) -> Result<Table, MapError> {
         allocator.free_table(pointer);
         return Err(MapError::NoMemory);
     }
-    // The allocator promises zeroes; writing them again is cheap and means a broken promise can
-    // never turn into stray mappings.
-    for index in 0..ENTRIES_PER_TABLE {
-        table.set_entry(index, 0);
-    }
+    // Zeroed here, whatever the allocator handed out: stale contents can never turn into stray
+    // mappings.
+    allocator.zero_table(pointer);
     Ok(table)
 }
 

@@ -607,12 +607,18 @@ impl Scheduler {
         };
         let mut pct_all = self.latest_pct();
         pct_all.insert(pos, pct);
-        let mut ids: Vec<VmId> = self.vms.iter().map(|v| v.id).collect();
-        ids.insert(pos, vm);
-        self.check_sum(&ids, &pct_all)?;
-        let mut current = self.latest_place_per_vm();
-        current.insert(pos, vec![None; vcpus as usize]);
-        let layout = self.layout(&ids, &pct_all, &current)?;
+        let at = self.vcpus.partition_point(|x| x.id.vm < vm);
+        let (place, split) = match self.layout_beside(pos, vm, vcpus, &pct_all, at)? {
+            Some(fast) => fast,
+            None => {
+                let mut ids: Vec<VmId> = self.vms.iter().map(|v| v.id).collect();
+                ids.insert(pos, vm);
+                let mut current = self.latest_place_per_vm();
+                current.insert(pos, vec![None; vcpus as usize]);
+                let layout = self.layout(&ids, &pct_all, &current)?;
+                (layout.place.concat(), layout.split.concat())
+            }
+        };
 
         let n = self.cfg.pcpus;
         self.vms.insert(
@@ -629,14 +635,13 @@ impl Scheduler {
                 first_period: self.period_index,
             },
         );
-        let at = self.vcpus.partition_point(|x| x.id.vm < vm);
         for i in 0..vcpus {
             self.vcpus.insert(
                 at + i as usize,
                 Vcpu {
                     id: VcpuId::new(vm, i),
                     vm: pos,
-                    pcpu: layout.place[pos][i as usize],
+                    pcpu: place[at + i as usize],
                     state: VcpuState::Off,
                     on_cpu: None,
                     boosted_at: None,
@@ -649,8 +654,8 @@ impl Scheduler {
         self.rebuild();
         self.commit(Plan {
             pct: pct_all,
-            place: layout.place.concat(),
-            split: layout.split.concat(),
+            place,
+            split,
         });
         Ok(())
     }
@@ -662,6 +667,60 @@ impl Scheduler {
         let j = self.find_vcpu(vcpu).ok_or(QuotaError::UnknownVm(vcpu.vm))?;
         self.vcpus[j].tag = tag;
         Ok(())
+    }
+
+    /// Adding VM `vm` (`vcpus` vCPUs, at index `pos` of `vms` and `at` of `vcpus`) with the
+    /// percentages `pct` (the new one included): checks their sum, then the layout
+    /// (`place` per vCPU, `split` per VM × physical CPU) from `placement::plan_beside` when the
+    /// new VM fits beside the others where they are, the common case, found without `plan`'s
+    /// many allocations (a VM's creation is timed: docs/benchmarks.md); `None`: `plan` decides.
+    #[allow(clippy::type_complexity)]
+    fn layout_beside(
+        &self,
+        pos: usize,
+        vm: VmId,
+        vcpus: u16,
+        pct: &[u8],
+        at: usize,
+    ) -> Result<Option<(Vec<usize>, Vec<u32>)>, QuotaError> {
+        let id_of = |i: usize| match i.cmp(&pos) {
+            core::cmp::Ordering::Less => self.vms[i].id,
+            core::cmp::Ordering::Equal => vm,
+            core::cmp::Ordering::Greater => self.vms[i - 1].id,
+        };
+        let sum: u32 = (0..pct.len())
+            .filter(|&i| !self.cfg.is_mgmt(id_of(i)))
+            .map(|i| pct[i] as u32)
+            .sum();
+        if sum > 100 {
+            return Err(QuotaError::SumOverHundred { sum });
+        }
+        let mut counts = vec![0usize; pct.len()];
+        for x in &self.vcpus {
+            counts[x.vm + usize::from(x.vm >= pos)] += 1;
+        }
+        counts[pos] = vcpus as usize;
+        let n = self.cfg.pcpus;
+        let demand: Vec<u32> = (0..pct.len())
+            .map(|i| {
+                let d = self.share_bp(id_of(i), pct[i]) as u64 * n as u64;
+                d.min(CPU as u64 * counts[i] as u64) as u32
+            })
+            .collect();
+        let mut place = Vec::with_capacity(self.vcpus.len() + vcpus as usize);
+        for (j, x) in self.vcpus.iter().enumerate() {
+            if j == at {
+                place.extend(core::iter::repeat_n(0, vcpus as usize));
+            }
+            place.push(self.pending.as_ref().map_or(x.pcpu, |p| p.place[j]));
+        }
+        if at == self.vcpus.len() {
+            place.extend(core::iter::repeat_n(0, vcpus as usize));
+        }
+        Ok(
+            placement::plan_beside(n, &demand, &counts, pos, &mut place)
+                .map(|split| (place, split)),
+        )
     }
 
     /// Removes a VM and its vCPUs now; its share is free at once.

@@ -73,6 +73,96 @@ pub(super) fn plan(n: usize, reqs: &[Req]) -> Result<Layout, Short> {
     Err(last)
 }
 
+/// `plan`'s answer, found without its allocations, when only VM `new` has vCPUs to place and
+/// the others stay where they are (adding a VM): `plan` then places `new`'s vCPUs with the
+/// others' kept (its first attempt), and if the proportional split of every VM fits, that is
+/// its layout. Here: `demand` and `vcpus` per VM, `place` the vCPUs' physical CPUs in VM order
+/// (`new`'s slots are filled in); returns the split (VM × physical CPU, flat), or `None` if the
+/// proportional split does not fit (or a physical CPU is out of range): `plan` must decide.
+/// Checked against `plan` (`tests::plan_beside_is_plan`).
+pub(super) fn plan_beside(
+    n: usize,
+    demand: &[u32],
+    vcpus: &[usize],
+    new: usize,
+    place: &mut [usize],
+) -> Option<Vec<u32>> {
+    if n == 0 || n > super::MAX_PCPUS {
+        return None;
+    }
+    let mut load = [0u64; super::MAX_PCPUS];
+    let mut count = [0usize; super::MAX_PCPUS];
+    let weight = |v: usize| (demand[v] as u64).div_ceil(vcpus[v].max(1) as u64);
+    let mut at = 0;
+    let mut new_at = 0;
+    for (v, &k) in vcpus.iter().enumerate() {
+        if v == new {
+            new_at = at;
+        } else {
+            for &c in &place[at..at + k] {
+                if c >= n {
+                    return None;
+                }
+                load[c] += weight(v);
+                count[c] += 1;
+            }
+        }
+        at += k;
+    }
+    // As `assign` in `Mode::Spread` for the one VM with unplaced vCPUs.
+    let w = weight(new);
+    for i in 0..vcpus[new] {
+        let placed = &place[new_at..new_at + i];
+        let best = (0..n)
+            .min_by_key(|&c| {
+                let same = placed.iter().filter(|&&p| p == c).count();
+                (load[c] + w > CPU as u64, same, load[c], count[c], c)
+            })
+            .unwrap_or(0);
+        place[new_at + i] = best;
+        load[best] += w;
+        count[best] += 1;
+    }
+    // As `split` when the proportional split fits.
+    let mut out = vec![0u32; vcpus.len() * n];
+    let mut total = [0u64; super::MAX_PCPUS];
+    let mut at = 0;
+    for (v, &k) in vcpus.iter().enumerate() {
+        let mut cnt = [0u32; super::MAX_PCPUS];
+        for &c in &place[at..at + k] {
+            cnt[c] += 1;
+        }
+        at += k;
+        if k == 0 {
+            continue;
+        }
+        let row = &mut out[v * n..(v + 1) * n];
+        let mut given = 0u64;
+        for c in 0..n {
+            let share = demand[v] as u64 * cnt[c] as u64 / k as u64;
+            row[c] = share as u32;
+            given += share;
+        }
+        let mut left = demand[v] as u64 - given;
+        for c in 0..n {
+            if left == 0 {
+                break;
+            }
+            if cnt[c] > 0 {
+                row[c] += 1;
+                left -= 1;
+            }
+        }
+        for c in 0..n {
+            if row[c] > CPU {
+                return None;
+            }
+            total[c] += row[c] as u64;
+        }
+    }
+    total[..n].iter().all(|&l| l <= CPU as u64).then_some(out)
+}
+
 /// The nominal weight of one vCPU of VM `v`: its demand shared evenly among its vCPUs.
 fn weight(reqs: &[Req], v: usize) -> u64 {
     let k = reqs[v].current.len().max(1) as u64;
@@ -234,4 +324,61 @@ fn max_flow(n: usize, reqs: &[Req], place: &[Vec<usize>]) -> Result<Vec<Vec<u32>
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `plan_beside`, whenever it answers, answers what `plan` does: random VMs (demands,
+    /// vCPU counts, current places) with one new VM among them.
+    #[test]
+    fn plan_beside_is_plan() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        let (mut answered, mut declined) = (0, 0);
+        for _ in 0..20_000 {
+            let n = 1 + rand(4) as usize;
+            let vms = 1 + rand(6) as usize;
+            let new = rand(vms as u64) as usize;
+            let vcpus: Vec<usize> = (0..vms).map(|_| 1 + rand(4) as usize).collect();
+            let demand: Vec<u32> = vcpus
+                .iter()
+                .map(|&k| (rand(1 + (CPU as u64 * k as u64) / 2)) as u32)
+                .collect();
+            let current: Vec<Vec<Option<usize>>> = vcpus
+                .iter()
+                .enumerate()
+                .map(|(v, &k)| {
+                    (0..k)
+                        .map(|_| (v != new).then(|| rand(n as u64) as usize))
+                        .collect()
+                })
+                .collect();
+            let reqs: Vec<Req> = demand
+                .iter()
+                .zip(&current)
+                .map(|(&d, c)| Req {
+                    demand: d,
+                    current: c,
+                })
+                .collect();
+            let mut place: Vec<usize> = current.concat().iter().map(|p| p.unwrap_or(0)).collect();
+            match plan_beside(n, &demand, &vcpus, new, &mut place) {
+                Some(split) => {
+                    answered += 1;
+                    let layout = plan(n, &reqs).expect("plan finds what plan_beside found");
+                    assert_eq!(layout.place.concat(), place);
+                    assert_eq!(layout.split.concat(), split);
+                }
+                None => declined += 1,
+            }
+        }
+        assert!(answered > 5_000 && declined > 500, "{answered} {declined}");
+    }
 }

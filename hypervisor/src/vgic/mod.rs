@@ -62,7 +62,7 @@ pub use delivery::Filled;
 pub use lr::{
     lr_decode, lr_encode, lr_from_gich, lr_from_ich, lr_to_gich, lr_to_ich, LrEntry, LrState,
 };
-pub use snapshot::{Reader, SnapshotError, Writer};
+pub use snapshot::{check_word, Reader, SnapshotError, Writer};
 
 use alloc::vec;
 use alloc::vec::Vec;

@@ -16,7 +16,7 @@ use super::machine::VcpuContext;
 use super::{Power, Vm};
 use crate::arch::context::{El1SysRegs, FpRegs};
 use crate::devices::pl011::Pl011;
-use crate::vgic::{Reader, SnapshotError, Vgic, Writer};
+use crate::vgic::{check_word, Reader, SnapshotError, Vgic, Writer};
 use alloc::vec::Vec;
 
 const MAGIC: u32 = 0x5353_5648; // "HVSS"
@@ -109,24 +109,6 @@ fn restore_vcpu(r: &mut Reader, ctx: &mut VcpuContext) -> Result<Power, Snapshot
         _ => return Err(SnapshotError::Mismatch),
     };
     Ok(power)
-}
-
-/// FNV-1a over the little-endian 64-bit words of `data` (the last one zero padded), then its
-/// length: a check of the header's integrity at a few instructions per word.
-fn check_word(data: &[u8]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let words = data.chunks_exact(8);
-    let tail = words.remainder();
-    for chunk in words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(PRIME);
-    }
-    let mut w = [0u8; 8];
-    w[..tail.len()].copy_from_slice(tail);
-    h = (h ^ u64::from_le_bytes(w)).wrapping_mul(PRIME);
-    (h ^ data.len() as u64).wrapping_mul(PRIME)
 }
 
 impl Vm {
