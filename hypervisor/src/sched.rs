@@ -438,17 +438,25 @@ mod target {
             if !same {
                 self.unload_current();
                 crate::arch::take_vcpu(next, me);
+                // Marked loaded before the VM's state is read (both `SeqCst`): a CPU stopping
+                // the VM writes the state and then looks for loaded vCPUs, so either it waits
+                // for this one or this CPU sees the VM stopped and backs off.
+                next.set_running_on(me);
+                next.set_loaded(true);
                 match start_if_pending(next) {
-                    Start::No => return None,
+                    Start::No => {
+                        next.set_loaded(false);
+                        if !next.vm.is_running() {
+                            next.vm.after_unload();
+                        }
+                        return None;
+                    }
                     Start::Running => {}
                     Start::Started => started = true,
                 }
-                next.vm.loaded.fetch_add(1, Ordering::AcqRel);
                 // SAFETY: `next` was handed to this CPU by the scheduler, is loaded nowhere
-                // (`take_vcpu`) and nothing else is loaded here.
+                // else (`take_vcpu`) and nothing else is loaded here.
                 unsafe { crate::arch::load_vcpu(next) };
-                next.set_running_on(me);
-                next.set_loaded(true);
                 self.current = Some(next);
             } else if !runnable(next) {
                 return None;
@@ -484,11 +492,9 @@ mod target {
                 // SAFETY: `cur` is the vCPU loaded on this CPU.
                 unsafe { crate::arch::unload_vcpu(cur) };
                 cur.set_loaded(false);
-                cur.vm.loaded.fetch_sub(1, Ordering::AcqRel);
-                // `after_unload` only finishes a stop or a reset, and only a loaded vCPU of
-                // the VM stops or resets it: that vCPU sees it not running when it unloads in
-                // turn (its state change precedes its own `loaded` decrement), so a VM seen
-                // running here has nothing to finish.
+                // `after_unload` only finishes a stop or a reset. Whoever stops or resets the
+                // VM changes its state first and then looks for loaded vCPUs (`SeqCst`, as
+                // the mark cleared above): a VM seen running here has nothing to finish.
                 if !cur.vm.is_running() {
                     cur.vm.after_unload();
                 }

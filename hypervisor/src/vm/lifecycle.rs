@@ -75,7 +75,7 @@ impl Vm {
                     crate::sched::kick_vcpu(v);
                 }
             }
-            if !any && self.loaded.load(Ordering::Acquire) == 0 {
+            if !any && !self.any_vcpu_loaded() {
                 break;
             }
             core::hint::spin_loop();
@@ -91,7 +91,7 @@ impl Vm {
     pub fn power_off(&self, reason: StopReason) {
         self.release_by_caller.store(true, Ordering::Release);
         self.stop(reason);
-        if self.loaded.load(Ordering::Acquire) == 0 {
+        if !self.any_vcpu_loaded() {
             self.after_unload();
         }
         loop {

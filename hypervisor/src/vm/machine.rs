@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use bootbundle::VmSpec;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// SPSR_EL2 for a vCPU's first instruction: EL1h (M = 0b0101) with D, A, I and F masked
@@ -127,6 +127,9 @@ pub struct Vcpu {
     /// authentication keys (switched lazily, `arch::context`), or `NO_CPU`. Before another
     /// physical CPU loads or resets the vCPU, that CPU flushes them to the context.
     pub lazy_home: AtomicUsize,
+    /// Its entry of the platform's `lrs_in_use` (`None` without a platform): read on every
+    /// exit that may change interrupt state, so reached without going through the VM.
+    pub lrs_in_use: Option<&'static core::sync::atomic::AtomicU16>,
 }
 
 // SAFETY: `ctx` is only accessed by the one physical CPU that has the vCPU (loaded, or taken
@@ -262,8 +265,6 @@ pub struct Vm {
     pub(super) state: Mutex<VmState>,
     /// `state == Running`, readable without the lock: checked on every guest exit.
     running: AtomicBool,
-    /// vCPUs currently loaded on a physical CPU.
-    pub loaded: AtomicU32,
     pub console: Mutex<LineBuffer>,
     pub pmu: bool,
     /// The management VM: the only one allowed the management calls.
@@ -431,7 +432,6 @@ impl Vm {
             vcpus: Vec::new(),
             state: Mutex::new(initial),
             running: AtomicBool::new(initial == VmState::Running),
-            loaded: AtomicU32::new(0),
             console: Mutex::new(LineBuffer::new()),
             pmu: spec.flags.pmu(),
             management: spec.flags.management(),
@@ -465,6 +465,7 @@ impl Vm {
                 loaded: AtomicBool::new(false),
                 running_on: AtomicUsize::new(NO_CPU),
                 lazy_home: AtomicUsize::new(NO_CPU),
+                lrs_in_use: vm_ref.platform.as_ref().map(|p| p.lrs_in_use_of(index)),
             }));
             vm.vcpus.push(vcpu);
         }
@@ -546,15 +547,25 @@ impl Vm {
     }
 
     #[inline]
+    // `SeqCst`, as `Vcpu::set_loaded`: a CPU loading a vCPU marks it loaded and then reads
+    // this; a CPU stopping the VM writes this and then reads the vCPUs' marks
+    // (`any_vcpu_loaded`). One of them sees the other's write: the loader backs off, or the
+    // stopper waits for it to unload.
     pub fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Whether any of its vCPUs is loaded on a physical CPU (or being loaded: `sched` marks a
+    /// vCPU loaded before it checks that the VM runs).
+    pub fn any_vcpu_loaded(&self) -> bool {
+        self.vcpus.iter().any(|v| v.is_loaded())
     }
 
     /// Changes the state; the only writer of `state` and `running`.
     pub(super) fn set_state(&self, state: &mut spin::MutexGuard<VmState>, new: VmState) {
         **state = new;
         self.running
-            .store(new == VmState::Running, Ordering::Release);
+            .store(new == VmState::Running, Ordering::SeqCst);
     }
 
     /// Starts a VM that was held until another stopped; false if it was not held.
@@ -613,7 +624,7 @@ impl Vm {
     /// Called by a physical CPU after it unloaded one of this VM's vCPUs: when none is loaded
     /// any more, finish a pending stop (release RAM) or reset (reload and restart).
     pub fn after_unload(&self) {
-        if self.loaded.load(Ordering::Acquire) != 0 {
+        if self.any_vcpu_loaded() {
             return;
         }
         let mut state = self.state.lock();

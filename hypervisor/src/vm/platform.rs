@@ -161,6 +161,11 @@ impl Platform {
         self.lrs_in_use[vcpu].load(Ordering::Relaxed)
     }
 
+    /// `vcpu`'s entry of `lrs_in_use`, for `Vcpu::lrs_in_use`.
+    pub fn lrs_in_use_of(&self, vcpu: usize) -> &AtomicU16 {
+        &self.lrs_in_use[vcpu]
+    }
+
     /// Records what the model has in `vcpu`'s list registers (see `lrs_in_use`).
     fn note_lrs(&self, vcpu: usize, vgic: &Vgic) {
         self.lrs_in_use[vcpu].store(vgic.lrs_in_use(vcpu), Ordering::Relaxed);
@@ -388,12 +393,15 @@ pub fn kick(vm: &Vm, effects: Effects) {
 /// before anything of this exit (an injection, an emulated GIC access) changes the model.
 /// Only the list registers the model filled are looked at, and only those the hardware does
 /// not report empty are read.
+#[inline]
 pub fn sync_list_registers(vcpu: &Vcpu) {
-    let Some(p) = vcpu.vm.platform.as_ref() else {
+    let Some(lrs) = vcpu.lrs_in_use else {
         return;
     };
-    if p.lrs_in_use[vcpu.index].load(Ordering::Relaxed) != 0 {
-        sync_in_use(vcpu, p);
+    if lrs.load(Ordering::Relaxed) != 0 {
+        if let Some(p) = vcpu.vm.platform.as_ref() {
+            sync_in_use(vcpu, p);
+        }
     }
 }
 
