@@ -108,7 +108,8 @@ mod target {
     struct Global {
         quota: Scheduler,
         running: [Option<(VcpuId, u64)>; crate::arch::percpu::MAX_CPUS],
-        /// `#HV sched-window` records: every `trace_window` ticks from `trace_next` (0: off).
+        /// `#HV sched-window` records: every `trace_window` ticks from `trace_next` (`NEVER`
+        /// while off, so that the check on every decision is one comparison).
         trace_window: u64,
         trace_next: u64,
     }
@@ -130,7 +131,7 @@ mod target {
                     quota,
                     running: [None; crate::arch::percpu::MAX_CPUS],
                     trace_window,
-                    trace_next: 0,
+                    trace_next: NEVER,
                 })
             }
             Err(e) => log::error!("scheduler configuration refused: {e}"),
@@ -336,7 +337,7 @@ mod target {
                     if let Some(id) = d.run {
                         g.running[me] = Some((id, now));
                     }
-                    if g.trace_window != 0 && now >= g.trace_next {
+                    if now >= g.trace_next {
                         trace = Some(window_record(g, now));
                         while g.trace_next <= now {
                             g.trace_next += g.trace_window;
@@ -363,11 +364,11 @@ mod target {
             let d = {
                 let mut guard = GLOBAL.lock();
                 let g = guard.as_mut()?;
-                if g.trace_window != 0 && now >= g.trace_next {
+                if now >= g.trace_next {
                     return None;
                 }
                 let d = g.quota.yield_fast(me, self.since, now)?;
-                g.running[me] = d.run.map(|id| (id, now));
+                g.running[me % crate::arch::percpu::MAX_CPUS] = d.run.map(|id| (id, now));
                 d
             };
             // Charged up to `now`: if the switch fails the full path must not charge again.
@@ -462,7 +463,7 @@ mod target {
                 return None;
             }
             crate::vm::platform::fill_list_registers(next);
-            if started && self.probe.is_some() {
+            if started {
                 self.first_entry(next);
             }
             // SAFETY: `next` is the vCPU loaded on this CPU.
@@ -473,7 +474,8 @@ mod target {
         /// what this decision cost (`#HV vm-first-entry`).
         #[cold]
         fn first_entry(&mut self, next: &Vcpu) {
-            if next.index != 0
+            if self.probe.is_none()
+                || next.index != 0
                 || FIRST_ENTRY
                     .compare_exchange(next.vm.id, NO_VM, Ordering::AcqRel, Ordering::Relaxed)
                     .is_err()

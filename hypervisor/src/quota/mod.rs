@@ -1095,7 +1095,9 @@ impl Scheduler {
         }
         let dt = now - from;
         let pos = lane.pos % LANE_MAX;
-        let len = lane.len.min(LANE_MAX);
+        // At most `LANE_MAX` by construction (`build_lane`); every index below is reduced
+        // modulo `LANE_MAX` anyway.
+        let len = lane.len;
         let me = lane.members[pos];
         let slot = me.slot % LANE_MAX;
         if lane.rem[slot] <= dt as i64 {
@@ -1111,13 +1113,13 @@ impl Scheduler {
         let mut k = pos;
         for _ in 1..len {
             k = if k + 1 >= len { 0 } else { k + 1 };
-            if lane.rem[lane.members[k].slot % LANE_MAX] > 0 {
+            if lane.rem[lane.members[k % LANE_MAX].slot % LANE_MAX] > 0 {
                 next = k;
                 break;
             }
         }
         lane.pos = next;
-        let m = lane.members[next];
+        let m = lane.members[next % LANE_MAX];
         let rem = lane.rem[m.slot % LANE_MAX] as u64;
         Some(Decision {
             run: Some(m.id),

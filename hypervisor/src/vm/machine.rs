@@ -130,6 +130,10 @@ pub struct Vcpu {
     /// Its entry of the platform's `lrs_in_use` (`None` without a platform): read on every
     /// exit that may change interrupt state, so reached without going through the VM.
     pub lrs_in_use: Option<&'static core::sync::atomic::AtomicU16>,
+    /// Its VM's platform (`None` without one), and its bit in `Platform::fill_hint`: the fill
+    /// on the way into the vCPU checks it without going through the VM.
+    pub platform: Option<&'static Platform>,
+    pub fill_bit: u64,
 }
 
 // SAFETY: `ctx` is only accessed by the one physical CPU that has the vCPU (loaded, or taken
@@ -466,6 +470,8 @@ impl Vm {
                 running_on: AtomicUsize::new(NO_CPU),
                 lazy_home: AtomicUsize::new(NO_CPU),
                 lrs_in_use: vm_ref.platform.as_ref().map(|p| p.lrs_in_use_of(index)),
+                platform: vm_ref.platform.as_ref(),
+                fill_bit: 1 << (index % 64),
             }));
             vm.vcpus.push(vcpu);
         }

@@ -428,10 +428,10 @@ fn sync_in_use(vcpu: &Vcpu, p: &Platform) {
 /// loading the vCPU, whose saved list registers the model has already seen).
 #[inline]
 pub fn fill_list_registers(vcpu: &Vcpu) {
-    let Some(p) = vcpu.vm.platform.as_ref() else {
+    let Some(p) = vcpu.platform else {
         return;
     };
-    let bit = 1u64 << (vcpu.index % 64);
+    let bit = vcpu.fill_bit;
     if p.fill_hint.load(Ordering::SeqCst) & bit == 0 {
         // The model has not changed since this vCPU's last fill, which left nothing to do.
         return;

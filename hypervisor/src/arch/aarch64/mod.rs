@@ -278,7 +278,8 @@ pub unsafe fn unload_vcpu(vcpu: &Vcpu) {
     ctx.spsr = SPSR_EL2.get();
     ctx.sys.save();
     // FP/SIMD stays in the registers until another vCPU uses it (context::switch_fp).
-    ctx.vif.save();
+    let filled = vcpu.lrs_in_use.map_or(0, |l| l.load(Ordering::Relaxed));
+    ctx.vif.save(filled);
     CNTV_CTL_EL0.set(0);
     let vtimer = crate::vm::platform::VTIMER_INTID;
     ctx.vtimer_active = gic::ppi_active(vtimer);

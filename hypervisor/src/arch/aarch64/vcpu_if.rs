@@ -281,10 +281,16 @@ impl VcpuIfState {
     }
 
     /// Saves the loaded vCPU's interface and leaves it empty and disabled (nothing left
-    /// behind for the next vCPU of this CPU).
+    /// behind for the next vCPU of this CPU). `filled`: the list registers the vGIC model
+    /// wrote and has not yet seen empty (`Platform::lrs_in_use`); only the model writes list
+    /// registers, so with none the hardware's are all empty and ICH_ELRSR_EL2 need not be read.
     #[inline]
-    pub fn save(&mut self) {
-        self.live = !empty_lrs() & all_lrs();
+    pub fn save(&mut self, filled: u16) {
+        self.live = if filled == 0 {
+            0
+        } else {
+            !empty_lrs() & all_lrs()
+        };
         if self.live != 0 {
             self.save_lrs();
         }
