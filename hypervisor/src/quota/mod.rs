@@ -125,8 +125,10 @@ use core::fmt;
 /// A VM id (as in the boot bundle: from 1, in bundle order).
 pub type VmId = u16;
 
-/// A vCPU: its VM and its index in the VM (0-based).
+/// A vCPU: its VM and its index in the VM (0-based). Aligned as one 32-bit word, so that it
+/// is copied with one load and one store (the scheduler copies it on every decision).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(C, align(4))]
 pub struct VcpuId {
     pub vm: VmId,
     pub index: u16,
@@ -489,7 +491,9 @@ pub struct Scheduler {
     pending: Option<Plan>,
     kicks: u64,
     /// Per physical CPU: its fast lane (see `yield_fast`), valid while its bit is set here.
-    lanes: Vec<Lane>,
+    /// Per physical CPU; a fixed array, so that the fast path indexes it without a bound
+    /// check.
+    lanes: alloc::boxed::Box<[Lane; MAX_PCPUS]>,
     lanes_valid: u64,
     /// Physical CPUs that have not picked since the last period ended (their last charge for
     /// it may be outstanding, so owed budget is not settled yet).
@@ -526,7 +530,10 @@ impl Scheduler {
             pending: None,
             kicks: 0,
             unsettled: 0,
-            lanes: vec![Lane::default(); cfg.pcpus],
+            lanes: vec![Lane::default(); MAX_PCPUS]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("MAX_PCPUS lanes")),
             lanes_valid: 0,
         })
     }
@@ -1085,11 +1092,12 @@ impl Scheduler {
     /// end or deadline due) and the yielder keeps budget, it is charged exactly and the next
     /// vCPU of the lane runs, in O(1). Otherwise `None`, and nothing changed: the caller makes
     /// the full `charge` and `pick_after_yield`.
+    #[inline(always)]
     pub fn yield_fast(&mut self, pcpu: usize, from: u64, now: u64) -> Option<Decision> {
         if pcpu >= MAX_PCPUS || self.lanes_valid & (1 << pcpu) == 0 {
             return None;
         }
-        let lane = self.lanes.get_mut(pcpu)?;
+        let lane = &mut self.lanes[pcpu];
         if now >= lane.horizon || now < from {
             return None;
         }
@@ -1108,16 +1116,27 @@ impl Scheduler {
         lane.rem[slot] -= dt as i64;
         lane.consumed[slot] += dt;
         lane.ran[pos] += dt;
-        // The next member with budget after the yielder, in turn; the yielder if none.
-        let mut next = pos;
-        let mut k = pos;
-        for _ in 1..len {
-            k = if k + 1 >= len { 0 } else { k + 1 };
-            if lane.rem[lane.members[k % LANE_MAX].slot % LANE_MAX] > 0 {
-                next = k;
-                break;
+        // The next member with budget after the yielder, in turn; the yielder if none. Two
+        // members (two vCPUs taking turns) is the common case: the other one, without a loop.
+        let next = if len == 2 {
+            let other = (pos ^ 1) % LANE_MAX;
+            if lane.rem[lane.members[other].slot % LANE_MAX] > 0 {
+                other
+            } else {
+                pos
             }
-        }
+        } else {
+            let mut next = pos;
+            let mut k = pos;
+            for _ in 1..len {
+                k = if k + 1 >= len { 0 } else { k + 1 };
+                if lane.rem[lane.members[k % LANE_MAX].slot % LANE_MAX] > 0 {
+                    next = k;
+                    break;
+                }
+            }
+            next
+        };
         lane.pos = next;
         let m = lane.members[next % LANE_MAX];
         let rem = lane.rem[m.slot % LANE_MAX] as u64;

@@ -105,6 +105,35 @@ test!(
 );
 
 test!(
+    fn debug_control_is_not_the_guests() {
+        // MDSCR_EL1 is not switched between vCPUs (docs/benchmarks.md, "vCPU switch"): that is
+        // only right because MDCR_EL2.TDA traps it and the hypervisor ignores the write. Set
+        // MDE and KDE (bits 15 and 13) and read it back.
+        let wanted: u64 = (1 << 15) | (1 << 13);
+        let read: u64;
+        #[cfg(target_os = "none")]
+        {
+            // SAFETY: a write the hypervisor traps and ignores; were it not trapped, MDE and
+            // KDE alone change nothing without breakpoints programmed.
+            unsafe {
+                core::arch::asm!(
+                    "msr mdscr_el1, {w}",
+                    "mrs {r}, mdscr_el1",
+                    w = in(reg) wanted,
+                    r = out(reg) read,
+                    options(nostack)
+                )
+            };
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            read = 0;
+        }
+        check_eq!(read & wanted, 0);
+    }
+);
+
+test!(
     fn unknown_calls_not_supported() {
         let unknown = [
             (0xC600_1234, "unassigned project call"),

@@ -15,17 +15,22 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Declares `El1SysRegs` with the registers given in pairs, in this order, and its `save` and
-/// `load`, which move them with one `mrs`/`msr` each and one `stp`/`ldp` per pair (the field
-/// order is the order in memory: `repr(C)`).
+/// Declares `El1SysRegs` with the registers given in pairs, then one more, in this order, and
+/// its `save` and `load`, which move them with one `mrs`/`msr` each and one `stp`/`ldp` per
+/// pair (the field order is the order in memory: `repr(C)`).
 macro_rules! el1_sysregs {
-    ($($a:ident $b:ident),* $(,)?) => {
+    ($($a:ident $b:ident),* ; $last:ident) => {
         /// EL1 system registers of a vCPU (Arm ARM D13.2, the AArch64 system register
         /// descriptions).
         #[repr(C)]
         #[derive(Debug, Clone, Copy, Default)]
         pub struct El1SysRegs {
             $(pub $a: u64, pub $b: u64,)*
+            pub $last: u64,
+            /// Not switched: MDCR_EL2.TDA traps the guest's accesses to it (debug registers
+            /// read as zero, writes are ignored: exceptions.rs), so no guest can change it.
+            /// Kept in the layout, which suspended VMs' state on disk follows.
+            pub mdscr_el1: u64,
             /// Switched lazily (`switch_pauth`), not by `save` and `load`.
             pub pauth: PauthKeys,
         }
@@ -41,6 +46,8 @@ macro_rules! el1_sysregs {
                             concat!("mrs {t1}, ", stringify!($b)),
                             "stp {t0}, {t1}, [{p}], #16",
                         )*
+                        concat!("mrs {t0}, ", stringify!($last)),
+                        "str {t0}, [{p}]",
                         p = inout(reg) self as *mut Self => _,
                         t0 = out(reg) _,
                         t1 = out(reg) _,
@@ -59,6 +66,8 @@ macro_rules! el1_sysregs {
                             concat!("msr ", stringify!($a), ", {t0}"),
                             concat!("msr ", stringify!($b), ", {t1}"),
                         )*
+                        "ldr {t0}, [{p}]",
+                        concat!("msr ", stringify!($last), ", {t0}"),
                         p = inout(reg) self as *const Self => _,
                         t0 = out(reg) _,
                         t1 = out(reg) _,
@@ -82,8 +91,8 @@ el1_sysregs!(
     far_el1 afsr0_el1,
     afsr1_el1 par_el1,
     cpacr_el1 csselr_el1,
-    cntkctl_el1 cntv_ctl_el0,
-    cntv_cval_el0 mdscr_el1,
+    cntkctl_el1 cntv_ctl_el0;
+    cntv_cval_el0
 );
 
 /// SCTLR_EL1 at reset for a guest: MMU, caches and alignment checks off; the RES1 bits of
