@@ -72,6 +72,63 @@ struct Region {
     /// One bit per frame, bit `i % 64` of word `i / 64`; set means in use. Bits past `frames`
     /// in the last word are never touched.
     bitmap: Vec<u64>,
+    /// Summaries of `bitmap`, one bit per word of it (bit `w % 64` of word `w / 64`): `full`,
+    /// the word is all used; `any`, some frame of it is used. A bitmap word covers 256 KiB of
+    /// RAM, a summary word 16 MiB: the searches skip whole used or free stretches that many at
+    /// a time, since a VM's RAM spans thousands of frames and its creation and resume are
+    /// timed (docs/benchmarks.md). Every change of `bitmap` goes through `store` or `fill`,
+    /// which keep them exact.
+    full: Vec<u64>,
+    any: Vec<u64>,
+}
+
+/// The highest index in `[from, to)` whose bit in `summary` is `set`, if any.
+fn highest_in(summary: &[u64], from: usize, to: usize, set: bool) -> Option<usize> {
+    if from >= to {
+        return None;
+    }
+    let word_bits = BITS_PER_WORD as usize;
+    let mut w = (to - 1) / word_bits;
+    let first_word = from / word_bits;
+    loop {
+        let mut bits = if set { summary[w] } else { !summary[w] };
+        if w == (to - 1) / word_bits {
+            let top = (to - 1) % word_bits;
+            bits &= u64::MAX >> (word_bits - 1 - top);
+        }
+        if w == first_word {
+            bits &= u64::MAX << (from % word_bits);
+        }
+        if bits != 0 {
+            return Some(w * word_bits + (word_bits - 1 - bits.leading_zeros() as usize));
+        }
+        if w == first_word {
+            return None;
+        }
+        w -= 1;
+    }
+}
+
+/// Sets (`on`) or clears the bits `[from, to)` of `summary`.
+fn summary_fill(summary: &mut [u64], from: usize, to: usize, on: bool) {
+    let word_bits = BITS_PER_WORD as usize;
+    let mut i = from;
+    while i < to {
+        let w = i / word_bits;
+        let bit = i % word_bits;
+        let span = (to - i).min(word_bits - bit);
+        let mask = if span == word_bits {
+            u64::MAX
+        } else {
+            ((1u64 << span) - 1) << bit
+        };
+        if on {
+            summary[w] |= mask;
+        } else {
+            summary[w] &= !mask;
+        }
+        i += span;
+    }
 }
 
 impl Region {
@@ -87,6 +144,48 @@ impl Region {
 
     fn frame_index(&self, pa: u64) -> u64 {
         (pa - self.start) / FRAME_SIZE
+    }
+
+    /// Asserts that the summaries say what the bitmap holds.
+    #[cfg(test)]
+    fn check_summaries(&self) {
+        for (w, &word) in self.bitmap.iter().enumerate() {
+            let (sw, bit) = (
+                w / BITS_PER_WORD as usize,
+                1u64 << (w as u64 % BITS_PER_WORD),
+            );
+            assert_eq!(self.full[sw] & bit != 0, word == u64::MAX, "full, word {w}");
+            assert_eq!(self.any[sw] & bit != 0, word != 0, "any, word {w}");
+        }
+    }
+
+    /// Writes bitmap word `w`, keeping the summaries exact.
+    fn store(&mut self, w: usize, value: u64) {
+        self.bitmap[w] = value;
+        let (sw, bit) = (
+            w / BITS_PER_WORD as usize,
+            1u64 << (w as u64 % BITS_PER_WORD),
+        );
+        if value == u64::MAX {
+            self.full[sw] |= bit;
+        } else {
+            self.full[sw] &= !bit;
+        }
+        if value != 0 {
+            self.any[sw] |= bit;
+        } else {
+            self.any[sw] &= !bit;
+        }
+    }
+
+    /// Sets bitmap words `[from, to)` all used (`used`) or all free, keeping the summaries.
+    fn fill(&mut self, from: usize, to: usize, used: bool) {
+        if from >= to {
+            return;
+        }
+        self.bitmap[from..to].fill(if used { u64::MAX } else { 0 });
+        summary_fill(&mut self.full, from, to, used);
+        summary_fill(&mut self.any, from, to, used);
     }
 
     fn is_used(&self, frame: u64) -> bool {
@@ -153,8 +252,7 @@ impl Region {
         if hits != 0 {
             return Some(Self::top_bit(lw, hits));
         }
-        if let Some(i) = self.bitmap[fw + 1..lw].iter().rposition(|&w| w != 0) {
-            let w = fw + 1 + i;
+        if let Some(w) = highest_in(&self.any, fw + 1, lw, true) {
             return Some(Self::top_bit(w, self.bitmap[w]));
         }
         let hits = self.bitmap[fw] & lo;
@@ -170,7 +268,7 @@ impl Region {
         }
         self.bitmap[fw] & lo == lo
             && self.bitmap[lw] & hi == hi
-            && self.bitmap[fw + 1..lw].iter().all(|&w| w == u64::MAX)
+            && highest_in(&self.full, fw + 1, lw, false).is_none()
     }
 
     /// The first frame of the run of used frames that ends at or contains frame `used` (which
@@ -185,7 +283,7 @@ impl Region {
         }
         // The whole word up to `bit` is used: the run goes on below it, to the first word that
         // is not wholly used.
-        match self.bitmap[..w].iter().rposition(|&x| x != u64::MAX) {
+        match highest_in(&self.full, 0, w, false) {
             None => 0,
             Some(i) => (i as u64 + 1) * BITS_PER_WORD - self.bitmap[i].leading_ones() as u64,
         }
@@ -198,19 +296,13 @@ impl Region {
             return;
         }
         let (fw, lw, lo, hi) = Self::span(first, count);
-        let apply = |word: &mut u64, mask: u64| {
-            if used {
-                *word |= mask;
-            } else {
-                *word &= !mask;
-            }
-        };
+        let apply = |word: u64, mask: u64| if used { word | mask } else { word & !mask };
         if fw == lw {
-            apply(&mut self.bitmap[fw], lo & hi);
+            self.store(fw, apply(self.bitmap[fw], lo & hi));
         } else {
-            apply(&mut self.bitmap[fw], lo);
-            self.bitmap[fw + 1..lw].fill(if used { u64::MAX } else { 0 });
-            apply(&mut self.bitmap[lw], hi);
+            self.store(fw, apply(self.bitmap[fw], lo));
+            self.fill(fw + 1, lw, used);
+            self.store(lw, apply(self.bitmap[lw], hi));
         }
         if used {
             self.free_frames -= count;
@@ -226,7 +318,8 @@ impl Region {
         let end = first + count;
         while frame < end {
             let (mask, span) = Self::word_mask(frame, end - frame);
-            self.bitmap[(frame / BITS_PER_WORD) as usize] |= mask;
+            let w = (frame / BITS_PER_WORD) as usize;
+            self.store(w, self.bitmap[w] | mask);
             frame += span;
         }
         self.free_frames -= count - already;
@@ -333,6 +426,15 @@ impl FrameAllocator {
             .try_reserve(1)
             .map_err(|_| FrameError::OutOfMemory)?;
         bitmap.resize(words, 0);
+        let summary_words = words.div_ceil(BITS_PER_WORD as usize);
+        let mut full = Vec::new();
+        let mut any = Vec::new();
+        full.try_reserve_exact(summary_words)
+            .map_err(|_| FrameError::OutOfMemory)?;
+        any.try_reserve_exact(summary_words)
+            .map_err(|_| FrameError::OutOfMemory)?;
+        full.resize(summary_words, 0);
+        any.resize(summary_words, 0);
         let position = self.regions.partition_point(|region| region.start < start);
         self.regions.insert(
             position,
@@ -341,6 +443,8 @@ impl FrameAllocator {
                 frames,
                 free_frames: frames,
                 bitmap,
+                full,
+                any,
             },
         );
         Ok(())
@@ -1087,6 +1191,65 @@ mod tests {
                 *used,
                 "frame {f}"
             );
+        }
+    }
+
+    /// As above on a region whose summaries span several words (40,000 frames: 625 bitmap
+    /// words, 10 summary words), with runs of up to 9,000 frames: the same answers as a model,
+    /// and summaries that say what the bitmap holds after every step.
+    #[test]
+    fn summaries_stay_exact_on_a_large_region() {
+        const FRAMES: usize = 40_000;
+        let base = 0x8000_0000u64;
+        let mut a = FrameAllocator::new();
+        a.add_region(base, base + FRAMES as u64 * FRAME_SIZE)
+            .unwrap();
+        a.reserve(base + 1000 * FRAME_SIZE, base + 1100 * FRAME_SIZE);
+        let mut model = std::vec![false; FRAMES];
+        model[1000..1100].fill(true);
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..600 {
+            if rand(3) != 0 || live.is_empty() {
+                let frames = [1u64, 63, 64, 65, 700, 4096, 9000][rand(7) as usize];
+                let align_frames = [1u64, 16, 512][rand(3) as usize];
+                // The model: free runs from each frame, then the highest aligned start.
+                let mut run = std::vec![0u64; FRAMES + 1];
+                for f in (0..FRAMES).rev() {
+                    run[f] = if model[f] { 0 } else { run[f + 1] + 1 };
+                }
+                let expect = (0..FRAMES)
+                    .rev()
+                    .filter(|f| (*f as u64).is_multiple_of(align_frames) && run[*f] >= frames)
+                    .map(|f| base + f as u64 * FRAME_SIZE)
+                    .next();
+                let got = a
+                    .alloc_contiguous(frames * FRAME_SIZE, align_frames * FRAME_SIZE)
+                    .ok();
+                assert_eq!(
+                    got, expect,
+                    "step {step}: {frames} frames, align {align_frames}"
+                );
+                if let Some(pa) = got {
+                    let f = ((pa - base) / FRAME_SIZE) as usize;
+                    model[f..f + frames as usize].fill(true);
+                    live.push((pa, frames));
+                }
+            } else {
+                let (pa, frames) = live.swap_remove(rand(live.len() as u64) as usize);
+                a.free(pa, frames * FRAME_SIZE).unwrap();
+                let f = ((pa - base) / FRAME_SIZE) as usize;
+                model[f..f + frames as usize].fill(false);
+            }
+            a.regions[0].check_summaries();
+            let free = model.iter().filter(|u| !**u).count() as u64;
+            assert_eq!(a.free_bytes(), free * FRAME_SIZE, "step {step}");
         }
     }
 }
