@@ -1134,122 +1134,97 @@ mod tests {
         );
     }
 
-    /// Random allocations and frees (sizes and alignments that cross word boundaries, whole
-    /// words and 2 MiB runs) against a frame-per-bool model: the same answers, the same state.
-    #[test]
-    fn matches_a_plain_model_under_random_use() {
-        const FRAMES: u64 = 3000; // not a multiple of 64: a partial last word
-        let base = 0x4000_0000;
-        let mut a = FrameAllocator::new();
-        a.add_region(base, base + FRAMES * FRAME_SIZE).unwrap();
-        let mut model = std::vec![false; FRAMES as usize];
-        let mut live: Vec<(u64, u64)> = Vec::new();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        for step in 0..4000 {
-            if rand(3) != 0 || live.is_empty() {
-                let frames = [1, 3, 63, 64, 65, 130, 512, 700][rand(8) as usize];
-                let align = FRAME_SIZE << [0, 0, 4, 9][rand(4) as usize];
-                // The model: the highest aligned start whose frames are all free.
-                let expect = (0..=FRAMES.saturating_sub(frames))
-                    .rev()
-                    .map(|f| base + f * FRAME_SIZE)
-                    .filter(|pa| pa % align == 0)
-                    .find(|pa| {
-                        let f = ((pa - base) / FRAME_SIZE) as usize;
-                        model[f..f + frames as usize].iter().all(|u| !u)
-                    });
-                let got = a.alloc_contiguous(frames * FRAME_SIZE, align).ok();
-                assert_eq!(
-                    got, expect,
-                    "step {step}: {frames} frames aligned {align:#x}"
-                );
-                if let Some(pa) = got {
-                    let f = ((pa - base) / FRAME_SIZE) as usize;
-                    model[f..f + frames as usize].fill(true);
-                    live.push((pa, frames));
-                }
-            } else {
-                let (pa, frames) = live.swap_remove(rand(live.len() as u64) as usize);
-                // A double free of part of it first: refused, nothing changes.
-                a.free(pa, frames * FRAME_SIZE).unwrap();
-                assert_eq!(a.free(pa, FRAME_SIZE), Err(FrameError::DoubleFree));
-                let f = ((pa - base) / FRAME_SIZE) as usize;
-                model[f..f + frames as usize].fill(false);
-            }
-            let free = model.iter().filter(|u| !**u).count() as u64;
-            assert_eq!(a.free_bytes(), free * FRAME_SIZE, "step {step}");
-        }
-        for (f, used) in model.iter().enumerate() {
-            assert_eq!(
-                a.is_allocated(base + f as u64 * FRAME_SIZE),
-                *used,
-                "frame {f}"
-            );
-        }
-    }
-
-    /// As above on a region whose summaries span several words (40,000 frames: 625 bitmap
-    /// words, 10 summary words), with runs of up to 9,000 frames: the same answers as a model,
-    /// and summaries that say what the bitmap holds after every step.
-    #[test]
-    fn summaries_stay_exact_on_a_large_region() {
-        const FRAMES: usize = 40_000;
+    /// Drives `steps` random allocations and frees of `sizes` frames at `aligns` (in frames) in
+    /// a region of `frames` frames (with `reserved` frames reserved) and checks every answer
+    /// against a frame-per-bool model (the highest aligned start of a free run of the size),
+    /// the summaries against the bitmap, and that a double free is refused, after every step.
+    fn run_against_a_model(
+        frames: usize,
+        reserved: core::ops::Range<usize>,
+        sizes: &[u64],
+        aligns: &[u64],
+        steps: usize,
+        mut seed: u64,
+    ) {
         let base = 0x8000_0000u64;
+        let pa_of = |f: usize| base + f as u64 * FRAME_SIZE;
         let mut a = FrameAllocator::new();
-        a.add_region(base, base + FRAMES as u64 * FRAME_SIZE)
-            .unwrap();
-        a.reserve(base + 1000 * FRAME_SIZE, base + 1100 * FRAME_SIZE);
-        let mut model = std::vec![false; FRAMES];
-        model[1000..1100].fill(true);
+        a.add_region(base, pa_of(frames)).unwrap();
+        a.reserve(pa_of(reserved.start), pa_of(reserved.end));
+        let mut model = std::vec![false; frames];
+        model[reserved].fill(true);
         let mut live: Vec<(u64, u64)> = Vec::new();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut rand = |n: u64| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed % n
         };
-        for step in 0..600 {
+        for step in 0..steps {
             if rand(3) != 0 || live.is_empty() {
-                let frames = [1u64, 63, 64, 65, 700, 4096, 9000][rand(7) as usize];
-                let align_frames = [1u64, 16, 512][rand(3) as usize];
-                // The model: free runs from each frame, then the highest aligned start.
-                let mut run = std::vec![0u64; FRAMES + 1];
-                for f in (0..FRAMES).rev() {
+                let size = sizes[rand(sizes.len() as u64) as usize];
+                let align = aligns[rand(aligns.len() as u64) as usize];
+                let mut run = std::vec![0u64; frames + 1];
+                for f in (0..frames).rev() {
                     run[f] = if model[f] { 0 } else { run[f + 1] + 1 };
                 }
-                let expect = (0..FRAMES)
+                let expect = (0..frames)
                     .rev()
-                    .filter(|f| (*f as u64).is_multiple_of(align_frames) && run[*f] >= frames)
-                    .map(|f| base + f as u64 * FRAME_SIZE)
-                    .next();
+                    .find(|&f| (f as u64).is_multiple_of(align) && run[f] >= size)
+                    .map(pa_of);
                 let got = a
-                    .alloc_contiguous(frames * FRAME_SIZE, align_frames * FRAME_SIZE)
+                    .alloc_contiguous(size * FRAME_SIZE, align * FRAME_SIZE)
                     .ok();
-                assert_eq!(
-                    got, expect,
-                    "step {step}: {frames} frames, align {align_frames}"
-                );
+                assert_eq!(got, expect, "step {step}: {size} frames, align {align}");
                 if let Some(pa) = got {
                     let f = ((pa - base) / FRAME_SIZE) as usize;
-                    model[f..f + frames as usize].fill(true);
-                    live.push((pa, frames));
+                    model[f..f + size as usize].fill(true);
+                    live.push((pa, size));
                 }
             } else {
-                let (pa, frames) = live.swap_remove(rand(live.len() as u64) as usize);
-                a.free(pa, frames * FRAME_SIZE).unwrap();
+                let (pa, size) = live.swap_remove(rand(live.len() as u64) as usize);
+                a.free(pa, size * FRAME_SIZE).unwrap();
+                // Freed again: refused, nothing changes.
+                assert_eq!(a.free(pa, FRAME_SIZE), Err(FrameError::DoubleFree));
                 let f = ((pa - base) / FRAME_SIZE) as usize;
-                model[f..f + frames as usize].fill(false);
+                model[f..f + size as usize].fill(false);
             }
             a.regions[0].check_summaries();
             let free = model.iter().filter(|u| !**u).count() as u64;
             assert_eq!(a.free_bytes(), free * FRAME_SIZE, "step {step}");
         }
+        for (f, used) in model.iter().enumerate() {
+            assert_eq!(a.is_allocated(pa_of(f)), *used, "frame {f}");
+        }
+    }
+
+    /// Sizes and alignments that cross word boundaries, whole words and 2 MiB runs, in a
+    /// region whose last bitmap word is partial (3,000 frames).
+    #[test]
+    fn matches_a_plain_model_under_random_use() {
+        let sizes = [1, 3, 63, 64, 65, 130, 512, 700];
+        run_against_a_model(
+            3000,
+            0..0,
+            &sizes,
+            &[1, 1, 16, 512],
+            4000,
+            0x2545_f491_4f6c_dd1d,
+        );
+    }
+
+    /// A region whose summaries span several words (40,000 frames: 625 bitmap words, 10
+    /// summary words), a reserved range inside it, runs of up to 9,000 frames.
+    #[test]
+    fn summaries_stay_exact_on_a_large_region() {
+        let sizes = [1, 63, 64, 65, 700, 4096, 9000];
+        run_against_a_model(
+            40_000,
+            1000..1100,
+            &sizes,
+            &[1, 16, 512],
+            600,
+            0x9e37_79b9_7f4a_7c15,
+        );
     }
 }
